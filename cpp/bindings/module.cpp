@@ -1,0 +1,11 @@
+// The vmscore._core extension module: the only place (with register_*.cpp) that sees pybind11.
+#include "common.hpp"
+
+PYBIND11_MODULE(_core, m) {
+  m.doc() = "vmscore's native core: bitstream tools, fragmented MP4, system information";
+  m.attr("__version__") = VMSCORE_VERSION;
+  vms::bind::register_errors(m);
+  vms::bind::register_system(m);
+  vms::bind::register_nal(m);
+  vms::bind::register_fmp4(m);
+}

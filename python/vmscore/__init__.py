@@ -1,0 +1,67 @@
+"""vmscore: the core of a video management system.
+
+A native core (RTSP ingest, GOP-aligned recording to fragmented MP4, SIMD motion analysis) with a
+thin Python layer. This module re-exports the public API.
+"""
+
+from __future__ import annotations
+
+from vmscore.errors import (
+    BitstreamError,
+    MuxError,
+    ParametersChangedError,
+    StorageError,
+    VmsError,
+)
+
+try:
+    from vmscore._core import (
+        Fmp4Muxer,
+        Fmp4Writer,
+        FragmentInfo,
+        NalUnit,
+        Sps,
+        __version__,
+        access_units,
+        annexb_to_avcc,
+        avcc_to_annexb,
+        codec_string,
+        decoder_config_record,
+        init_segment,
+        nal_units,
+        parameter_sets,
+        parse_sps,
+        simd_detected,
+        simd_level,
+    )
+except ImportError as exc:  # pragma: no cover - only on a broken install
+    raise ImportError(
+        "vmscore's native extension (vmscore._core) could not be loaded. Install vmscore with "
+        "'pip install .' from a source checkout (it compiles the C++ core), or install a wheel "
+        f"built for this platform and Python. Cause: {exc}"
+    ) from exc
+
+__all__ = [
+    "BitstreamError",
+    "Fmp4Muxer",
+    "Fmp4Writer",
+    "FragmentInfo",
+    "MuxError",
+    "NalUnit",
+    "ParametersChangedError",
+    "Sps",
+    "StorageError",
+    "VmsError",
+    "__version__",
+    "access_units",
+    "annexb_to_avcc",
+    "avcc_to_annexb",
+    "codec_string",
+    "decoder_config_record",
+    "init_segment",
+    "nal_units",
+    "parameter_sets",
+    "parse_sps",
+    "simd_detected",
+    "simd_level",
+]

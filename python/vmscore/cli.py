@@ -1,0 +1,33 @@
+"""The ``vmscore`` command."""
+
+from __future__ import annotations
+
+import typer
+
+import vmscore
+
+app = typer.Typer(
+    name="vmscore",
+    help="vmscore: the core of a video management system.",
+    no_args_is_help=True,
+    add_completion=False,
+)
+
+
+def _version(value: bool) -> None:
+    if value:
+        typer.echo(f"vmscore {vmscore.__version__} (SIMD: {vmscore.simd_level()})")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    version: bool = typer.Option(
+        False, "--version", callback=_version, is_eager=True, help="Print the version and exit."
+    ),
+) -> None:
+    """vmscore: the core of a video management system."""
+
+
+def main() -> None:
+    app()
