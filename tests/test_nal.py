@@ -261,12 +261,34 @@ def test_h265_sps_agrees_with_ffprobe(
     assert ours[22] == 3
 
 
-def test_h265_vectors(tmp_path: Path) -> None:
-    # Units extracted from real encodes, with fields checked against ffprobe when they were made.
-    expected = json.loads((DATA / "h265" / "expected.json").read_text())
-    assert expected
-    for case in expected:
-        raise AssertionError(f"fill in from the vectors: {case}")
+H265_VECTORS = json.loads((DATA / "h265" / "expected.json").read_text())
+
+
+@pytest.mark.parametrize(
+    "case", [c for c in H265_VECTORS if c["kind"] == "valid"], ids=lambda c: c["name"]
+)
+def test_h265_vectors(case: dict[str, Any]) -> None:
+    # Units from real encodes (and hand-made ones for rare syntax: sub-layers, scaling lists, HRD),
+    # with fields checked against ffprobe and FFmpeg's hvcC when they were made.
+    units = {k: (DATA / "h265" / f).read_bytes() for k, f in case["files"].items()}
+    sps = vmscore.parse_sps(units["sps"], "h265")
+    for field, value in case["sps"].items():
+        got = getattr(sps, field)
+        assert (list(got) if isinstance(got, tuple) else got) == value, field
+    sets = [units["vps"], units["sps"], units["pps"]]
+    assert vmscore.decoder_config_record("h265", sets).hex() == case["hvcc"]
+    assert vmscore.codec_string(units["sps"], "h265") == case["codec_string"]
+    init = vmscore.init_segment("h265", sets)
+    assert init.find(b"hvcC") > 0 and bytes.fromhex(case["hvcc"]) in init
+
+
+@pytest.mark.parametrize(
+    "case", [c for c in H265_VECTORS if c["kind"] == "invalid"], ids=lambda c: c["name"]
+)
+def test_h265_malformed_vectors_raise_clear_errors(case: dict[str, Any]) -> None:
+    data = (DATA / "h265" / case["file"]).read_bytes()
+    with pytest.raises(vmscore.BitstreamError, match=case["match"]):
+        vmscore.parse_sps(data, "h265")
 
 
 @pytest.mark.parametrize("codec", ["h264", "h265"])

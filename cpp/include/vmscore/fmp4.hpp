@@ -4,10 +4,14 @@
 // required by the W3C MSE ISO BMFF byte-stream format and played by ffmpeg and browsers.
 //
 // Pure code: the muxer hands finished pieces to a Sink; it never does I/O itself. One Muxer belongs
-// to one thread at a time. Buffers are reused, so after the first GOPs no allocation happens per
-// access unit.
+// to one thread at a time. Zero-copy: samples are not copied into the muxer; a fragment is handed
+// to the sink as a list of parts (the moof header, 4-byte NAL lengths, and spans of the caller's
+// access units), so a file sink writes a GOP with one writev and no user-space copy (Moonfire's
+// write path), and a memory sink copies each byte once. Buffers are reused, so after the first
+// GOPs no allocation happens per access unit.
 #pragma once
 
+#include <array>
 #include <cstdint>
 #include <span>
 #include <string>
@@ -25,7 +29,8 @@ constexpr std::uint32_t kNonKeyframeFlags = 0x01010000;  // depends_on=1, non-sy
 // The init segment (ftyp + moov) for a track described by complete parameter sets.
 Bytes make_init_segment(const ParameterSets& ps);
 
-// Receives finished output as a list of parts to be written back to back (one writev).
+// Receives finished output as a list of parts to be written back to back (one writev). The parts
+// stay valid until the muxer completes its next fragment (or is destroyed).
 class Sink {
  public:
   virtual ~Sink() = default;
@@ -75,7 +80,10 @@ class Muxer {
   // by the first keyframe.
   Muxer(ParameterSets ps, MuxerOptions opt, Sink& sink);
 
-  // Adds one access unit in decode order. Units before the first keyframe are dropped and counted.
+  // Adds one access unit in decode order. The muxer keeps a reference to `au`, not a copy: its bytes
+  // must stay valid and unchanged until the fragment holding it is complete, i.e. until a later
+  // add() returns having completed a fragment (pending_samples() no longer counts it) or flush().
+  // Units before the first keyframe are dropped and counted.
   // Parameter sets, AUDs and filler are taken out of the samples (they live in the init segment);
   // an in-band parameter set that differs from the init segment's throws ParametersChangedError
   // before anything is changed, so the caller can start a new file with this unit.
@@ -94,7 +102,7 @@ class Muxer {
   const std::string& codec_string() const { return codec_string_; }
   const FragmentInfo& last_fragment() const { return last_; }
   const MuxerStats& stats() const { return stats_; }
-  std::int64_t pending_samples() const { return static_cast<std::int64_t>(samples_.size()); }
+  std::int64_t pending_samples() const { return static_cast<std::int64_t>(pending_.samples.size()); }
 
  private:
   struct Sample {
@@ -103,6 +111,30 @@ class Muxer {
     std::int64_t pts;
     bool keyframe;
   };
+  // A run of sample bytes: a NAL length prefix (from `prefixes`) then bytes of the caller's unit,
+  // or, for length-prefixed input, a span of the caller's unit only.
+  struct Piece {
+    const std::uint8_t* data;
+    std::size_t size;
+    std::int32_t prefix;  // index into prefixes, or -1
+  };
+  // One fragment's worth of state. Two alternate: while one is being written out (its parts must
+  // stay valid for the sink), the next one fills.
+  struct Fragment {
+    std::vector<Sample> samples;
+    std::vector<Piece> pieces;
+    std::vector<std::array<std::uint8_t, 4>> prefixes;
+    std::uint64_t payload = 0;  // mdat payload bytes
+    Bytes header;               // moof + mdat header
+    std::vector<ByteSpan> parts;
+    void clear() {
+      samples.clear();
+      pieces.clear();
+      prefixes.clear();
+      payload = 0;
+    }
+  };
+  void split(ByteSpan au);
   bool add_units(ByteSpan au, std::int64_t pts, std::int64_t dts, bool keyframe);
   void check_parameter_sets(ByteSpan au);
   void build_init();
@@ -114,10 +146,10 @@ class Muxer {
   Bytes init_;
   SpsInfo sps_;
   std::string codec_string_;
-  std::vector<NalRange> units_;  // scratch, reused
-  std::vector<Sample> samples_;  // the pending fragment
-  Bytes payload_;                // its mdat payload
-  Bytes header_;                 // moof + mdat header of the fragment being emitted
+  std::vector<NalRange> units_;     // scratch, reused
+  std::vector<NalHeader> headers_;  // scratch, reused
+  Fragment pending_;                // filling
+  Fragment emitted_;                // handed to the sink last
   bool init_written_ = false;
   bool have_last_dts_ = false;
   std::int64_t last_dts_ = 0;

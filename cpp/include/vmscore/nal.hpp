@@ -98,7 +98,8 @@ struct AccessUnitRange {
 };
 void split_access_units(Codec codec, ByteSpan annexb, std::vector<AccessUnitRange>& out);
 
-// Removes emulation-prevention bytes (00 00 03 -> 00 00) of a NAL unit payload into `out` (replaced).
+// Removes emulation-prevention bytes (00 00 03 -> 00 00) from any run of NAL unit bytes into `out`
+// (replaced). Callers pass the bytes after the NAL header; the header never contains the pattern.
 void unescape_rbsp(ByteSpan nal, Bytes& out);
 
 // What a sequence parameter set says about the video, for both codecs.
@@ -126,8 +127,10 @@ struct SpsInfo {
   bool timing_info_present = false;
   std::uint32_t num_units_in_tick = 0;
   std::uint32_t time_scale = 0;
-  bool fixed_frame_rate = false;   // H.264 fixed_frame_rate_flag
-  int max_num_reorder_frames = -1; // from VUI bitstream_restriction, -1 when absent
+  bool fixed_frame_rate = false;   // H.264 fixed_frame_rate_flag (false for H.265)
+  // H.264: VUI bitstream_restriction, -1 when absent. H.265: sps_max_num_reorder_pics of the
+  // highest sub-layer (always present).
+  int max_num_reorder_frames = -1;
   std::uint8_t max_sub_layers = 1; // H.265
   bool temporal_id_nesting = true; // H.265
   std::uint16_t min_spatial_segmentation = 0;  // H.265 VUI

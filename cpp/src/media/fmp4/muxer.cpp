@@ -38,33 +38,33 @@ void Muxer::build_init() {
   codec_string_ = vms::codec_string(ps_.codec, ps_.sps.front());
 }
 
-bool Muxer::add(ByteSpan au, std::int64_t pts, std::int64_t dts, bool keyframe) {
+void Muxer::split(ByteSpan au) {
   units_.clear();
+  headers_.clear();
   if (opt_.input_annexb)
     split_annexb(au, units_);
   else
     split_length_prefixed(au, 4, units_);
+  for (const NalRange& u : units_) headers_.push_back(classify_nal(ps_.codec, au.subspan(u.offset, u.size)));
+}
+
+bool Muxer::add(ByteSpan au, std::int64_t pts, std::int64_t dts, bool keyframe) {
+  split(au);
   return add_units(au, pts, dts, keyframe);
 }
 
 bool Muxer::add_detect(ByteSpan au, std::int64_t pts, std::int64_t dts) {
-  units_.clear();
-  if (opt_.input_annexb)
-    split_annexb(au, units_);
-  else
-    split_length_prefixed(au, 4, units_);
+  split(au);
   bool keyframe = false;
-  for (const NalRange& u : units_)
-    if (classify_nal(ps_.codec, au.subspan(u.offset, u.size)).kind == NalKind::Keyframe)
-      keyframe = true;
+  for (const NalHeader& h : headers_) keyframe |= h.kind == NalKind::Keyframe;
   return add_units(au, pts, dts, keyframe);
 }
 
 void Muxer::check_parameter_sets(ByteSpan au) {
-  for (const NalRange& u : units_) {
-    const ByteSpan nal = au.subspan(u.offset, u.size);
-    const NalKind kind = classify_nal(ps_.codec, nal).kind;
+  for (std::size_t i = 0; i < units_.size(); ++i) {
+    const NalKind kind = headers_[i].kind;
     if (kind != NalKind::Vps && kind != NalKind::Sps && kind != NalKind::Pps) continue;
+    const ByteSpan nal = au.subspan(units_[i].offset, units_[i].size);
     const std::uint32_t id = parameter_set_id(ps_.codec, nal);
     bool same = false, found = false;
     for (const Bytes& known : sets_of(ps_, kind)) {
@@ -92,14 +92,18 @@ bool Muxer::add_units(ByteSpan au, std::int64_t pts, std::int64_t dts, bool keyf
   // Everything is checked before any state changes, so a rejected unit leaves the muxer as it was.
   std::uint64_t sample_size = 0;
   bool has_slice = false;
-  for (const NalRange& u : units_) {
-    const NalHeader h = classify_nal(ps_.codec, au.subspan(u.offset, u.size));
-    has_slice |= h.is_vcl;
-    if (kept_in_sample(h.kind)) sample_size += 4 + u.size;
+  for (std::size_t i = 0; i < units_.size(); ++i) {
+    has_slice |= headers_[i].is_vcl;
+    if (kept_in_sample(headers_[i].kind)) sample_size += 4 + units_[i].size;
   }
   if (!has_slice) throw BitstreamError("access unit contains no coded slice");
   if (sample_size > std::numeric_limits<std::uint32_t>::max())
     throw MuxError("access unit larger than 4 GiB");
+  // Bounding timestamps keeps every difference below (gaps, composition offsets, rebasing) free of
+  // overflow; 2^62 ticks at 90 kHz is over a million years.
+  constexpr std::int64_t kMaxTimestamp = std::int64_t(1) << 62;
+  if (pts <= -kMaxTimestamp || pts >= kMaxTimestamp || dts <= -kMaxTimestamp || dts >= kMaxTimestamp)
+    throw MuxError("timestamp out of range: pts " + std::to_string(pts) + ", dts " + std::to_string(dts));
   if (have_last_dts_) {
     if (dts <= last_dts_)
       throw MuxError("decode timestamps must increase: " + std::to_string(dts) + " after " +
@@ -124,9 +128,9 @@ bool Muxer::add_units(ByteSpan au, std::int64_t pts, std::int64_t dts, bool keyf
     check_parameter_sets(au);
   }
 
-  if (!samples_.empty()) {
+  if (!pending_.samples.empty()) {
     const bool too_long = opt_.fragment_duration_90k > 0 &&
-                          dts - samples_.front().dts >= opt_.fragment_duration_90k;
+                          dts - pending_.samples.front().dts >= opt_.fragment_duration_90k;
     if (keyframe || too_long) emit_fragment(dts, true);
   }
   if (first) {
@@ -138,48 +142,60 @@ bool Muxer::add_units(ByteSpan au, std::int64_t pts, std::int64_t dts, bool keyf
     init_written_ = true;
   }
 
-  const std::size_t at = payload_.size();
-  payload_.resize(at + static_cast<std::size_t>(sample_size));
-  std::uint8_t* out = payload_.data() + at;
-  for (const NalRange& u : units_) {
-    const ByteSpan nal = au.subspan(u.offset, u.size);
-    if (!kept_in_sample(classify_nal(ps_.codec, nal).kind)) continue;
-    const auto n = static_cast<std::uint32_t>(u.size);
-    out[0] = std::uint8_t(n >> 24);
-    out[1] = std::uint8_t(n >> 16);
-    out[2] = std::uint8_t(n >> 8);
-    out[3] = std::uint8_t(n);
-    std::copy(nal.begin(), nal.end(), out + 4);
-    out += 4 + u.size;
+  Fragment& f = pending_;
+  for (std::size_t i = 0; i < units_.size(); ++i) {
+    if (!kept_in_sample(headers_[i].kind)) continue;
+    const NalRange& u = units_[i];
+    if (opt_.input_annexb) {
+      const auto n = static_cast<std::uint32_t>(u.size);
+      f.prefixes.push_back({std::uint8_t(n >> 24), std::uint8_t(n >> 16), std::uint8_t(n >> 8),
+                            std::uint8_t(n)});
+      f.pieces.push_back({au.data() + u.offset, u.size, static_cast<std::int32_t>(f.prefixes.size() - 1)});
+    } else {
+      // The unit already carries its 4-byte length; consecutive kept units are one run of bytes.
+      const std::uint8_t* begin = au.data() + u.offset - 4;
+      if (!f.pieces.empty() && f.pieces.back().prefix < 0 &&
+          f.pieces.back().data + f.pieces.back().size == begin)
+        f.pieces.back().size += 4 + u.size;
+      else
+        f.pieces.push_back({begin, 4 + u.size, -1});
+    }
   }
-  samples_.push_back({static_cast<std::uint32_t>(sample_size), dts, pts, keyframe});
+  f.samples.push_back({static_cast<std::uint32_t>(sample_size), dts, pts, keyframe});
+  f.payload += sample_size;
   last_dts_ = dts;
   have_last_dts_ = true;
   return true;
 }
 
 void Muxer::flush() {
-  if (!samples_.empty()) emit_fragment(0, false);
+  if (!pending_.samples.empty()) emit_fragment(0, false);
 }
 
 void Muxer::emit_fragment(std::int64_t next_dts, bool have_next) {
-  const std::size_t n = samples_.size();
+  // The fragment leaves `pending_`, which starts empty again even if the sink fails: after a failed
+  // write the file's state is unknown and the caller abandons it, but the muxer stays usable.
+  std::swap(pending_, emitted_);
+  pending_.clear();
+  Fragment& f = emitted_;
+  const std::vector<Sample>& samples = f.samples;
+  const std::size_t n = samples.size();
   bool any_cto = false;
-  for (const Sample& s : samples_) any_cto |= s.pts != s.dts;
-  const std::uint64_t mdat_size = 8 + std::uint64_t(payload_.size());
+  for (const Sample& s : samples) any_cto |= s.pts != s.dts;
+  const std::uint64_t mdat_size = 8 + f.payload;
   if (mdat_size > std::numeric_limits<std::uint32_t>::max())
     throw MuxError("fragment larger than 4 GiB: use a shorter fragment duration");
 
   std::uint32_t last_duration;
   if (have_next)
-    last_duration = static_cast<std::uint32_t>(next_dts - samples_.back().dts);
+    last_duration = static_cast<std::uint32_t>(next_dts - samples.back().dts);
   else if (n >= 2)
-    last_duration = static_cast<std::uint32_t>(samples_[n - 1].dts - samples_[n - 2].dts);
+    last_duration = static_cast<std::uint32_t>(samples[n - 1].dts - samples[n - 2].dts);
   else
     last_duration = last_duration_ ? last_duration_ : opt_.default_duration_90k;
 
-  header_.clear();
-  ByteWriter w(header_);
+  f.header.clear();
+  ByteWriter w(f.header);
   const std::size_t moof = w.begin_box("moof");
   const std::size_t mfhd = w.begin_full_box("mfhd", 0, 0);
   w.u32(++sequence_);
@@ -189,7 +205,7 @@ void Muxer::emit_fragment(std::int64_t next_dts, bool have_next) {
   w.u32(1);
   w.end_box(tfhd);
   const std::size_t tfdt = w.begin_full_box("tfdt", 1, 0);  // 64-bit: 32 bits wrap after 13 h
-  const std::int64_t base = samples_.front().dts - base_dts_;
+  const std::int64_t base = samples.front().dts - base_dts_;
   w.u64(static_cast<std::uint64_t>(base));
   w.end_box(tfdt);
   // data-offset, sample duration, size, flags, and composition offsets when any differ.
@@ -199,8 +215,8 @@ void Muxer::emit_fragment(std::int64_t next_dts, bool have_next) {
   const std::size_t data_offset_at = w.size();
   w.u32(0);
   for (std::size_t i = 0; i < n; ++i) {
-    const Sample& s = samples_[i];
-    w.u32(i + 1 < n ? static_cast<std::uint32_t>(samples_[i + 1].dts - s.dts) : last_duration);
+    const Sample& s = samples[i];
+    w.u32(i + 1 < n ? static_cast<std::uint32_t>(samples[i + 1].dts - s.dts) : last_duration);
     w.u32(s.size);
     w.u32(s.keyframe ? kKeyframeFlags : kNonKeyframeFlags);
     if (any_cto) w.u32(static_cast<std::uint32_t>(static_cast<std::int32_t>(s.pts - s.dts)));
@@ -212,26 +228,23 @@ void Muxer::emit_fragment(std::int64_t next_dts, bool have_next) {
   w.u32(static_cast<std::uint32_t>(mdat_size));
   w.fourcc("mdat");
 
+  f.parts.clear();
+  f.parts.emplace_back(f.header);
+  for (const Piece& p : f.pieces) {
+    if (p.prefix >= 0) f.parts.emplace_back(f.prefixes[static_cast<std::size_t>(p.prefix)]);
+    f.parts.emplace_back(p.data, p.size);
+  }
+
   last_.sequence = sequence_;
   last_.offset = offset_;
-  last_.size = header_.size() + payload_.size();
+  last_.size = f.header.size() + f.payload;
   last_.base_dts_90k = base;
-  last_.duration_90k = samples_.back().dts - samples_.front().dts + last_duration;
+  last_.duration_90k = samples.back().dts - samples.front().dts + last_duration;
   last_.samples = static_cast<std::uint32_t>(n);
-  last_.starts_with_keyframe = samples_.front().keyframe;
+  last_.starts_with_keyframe = samples.front().keyframe;
   last_duration_ = last_duration;
 
-  // The pending fragment is gone whether or not the sink succeeds: after a failed write the file's
-  // state is unknown and the caller abandons it (see fd_sink.hpp), but the muxer stays usable.
-  struct Reset {
-    Muxer& m;
-    ~Reset() {
-      m.samples_.clear();
-      m.payload_.clear();
-    }
-  } reset{*this};
-  const ByteSpan parts[2] = {header_, payload_};
-  sink_.write(parts);
+  sink_.write(f.parts);
   offset_ += last_.size;
   stats_.bytes += last_.size;
   stats_.fragments += 1;

@@ -1,12 +1,12 @@
 // H.265 / HEVC bitstream tools: NAL unit header (ITU-T H.265 §7.3.1.2, Table 7-1), sequence
 // parameter set (§7.3.2.2.1) with profile_tier_level (§7.3.3), scaling_list_data (§7.3.4),
-// st_ref_pic_set (§7.3.7, derivation §7.4.8), VUI and HRD parameters (Annex E.2.1-E.2.3), the leading
-// part of the picture parameter set (§7.3.2.3.1), the HEVCDecoderConfigurationRecord of
+// st_ref_pic_set (§7.3.7, derivation §7.4.8), VUI and HRD parameters (Annex E.2.1-E.2.3), the
+// leading part of the picture parameter set (§7.3.2.3.1), the HEVCDecoderConfigurationRecord of
 // ISO/IEC 14496-15 §8.3.3.1 and the RFC 6381 codecs parameter of ISO/IEC 14496-15 Annex E.3.
 //
 // Everything here runs on untrusted camera data: every loop is bounded by a limit from the spec,
-// every value that sizes a later read is range-checked, and all bit reads go through vms::BitReader,
-// which throws vms::BitstreamError instead of reading past the end.
+// every value that sizes a later read is range-checked, and all bit reads go through
+// vms::BitReader, which throws vms::BitstreamError instead of reading past the end.
 #include "proto/h265/h265.hpp"
 
 #include <algorithm>
@@ -34,16 +34,18 @@ std::uint8_t type_of(ByteSpan nal) { return static_cast<std::uint8_t>((nal[0] >>
 
 // Validates the two header bytes that every function here relies on before looking further.
 void check_header(ByteSpan nal, const char* what) {
-  if (nal.size() < kNalHeaderSize) throw BitstreamError(std::string(what) + ": NAL unit shorter than its 2-byte header");
+  if (nal.size() < kNalHeaderSize)
+    throw BitstreamError(std::string(what) + ": NAL unit shorter than its 2-byte header");
   if (nal[0] & 0x80) throw BitstreamError(std::string(what) + ": forbidden_zero_bit is set");
-  if ((nal[1] & 0x07) == 0) throw BitstreamError(std::string(what) + ": nuh_temporal_id_plus1 is 0");
+  if ((nal[1] & 0x07) == 0)
+    throw BitstreamError(std::string(what) + ": nuh_temporal_id_plus1 is 0");
 }
 
 void expect_type(ByteSpan nal, std::uint8_t type, const char* what) {
   check_header(nal, what);
   if (type_of(nal) != type) {
-    throw BitstreamError(std::string(what) + ": wrong nal_unit_type " + std::to_string(type_of(nal)) +
-                         " (expected " + std::to_string(type) + ")");
+    throw BitstreamError(std::string(what) + ": wrong nal_unit_type " +
+                         std::to_string(type_of(nal)) + " (expected " + std::to_string(type) + ")");
   }
 }
 
@@ -130,13 +132,15 @@ struct StRps {
   unsigned num_delta_pocs() const { return num_negative + num_positive; }
 };
 
-void parse_st_ref_pic_set(BitReader& r, unsigned idx, std::array<StRps, kMaxShortTermRefPicSets>& sets) {
+void parse_st_ref_pic_set(BitReader& r, unsigned idx,
+                          std::array<StRps, kMaxShortTermRefPicSets>& sets) {
   StRps& out = sets[idx];
   const bool inter_rps_pred = idx != 0 && r.flag();
   if (!inter_rps_pred) {
     out.num_negative = ue_max(r, kMaxDpbSize, "num_negative_pics out of range (> 16)");
-    out.num_positive = ue_max(r, kMaxDpbSize - out.num_negative,
-                              "num_positive_pics out of range (num_negative_pics + num_positive_pics > 16)");
+    out.num_positive =
+        ue_max(r, kMaxDpbSize - out.num_negative,
+               "num_positive_pics out of range (num_negative_pics + num_positive_pics > 16)");
     std::int32_t poc = 0;
     for (unsigned i = 0; i < out.num_negative; ++i) {
       poc -= static_cast<std::int32_t>(ue_max(r, 32767, "delta_poc_s0_minus1 out of range")) + 1;
@@ -155,7 +159,8 @@ void parse_st_ref_pic_set(BitReader& r, unsigned idx, std::array<StRps, kMaxShor
   // In an SPS delta_idx_minus1 is absent (inferred 0): the reference is always the previous set.
   const StRps& ref = sets[idx - 1];
   const bool sign = r.flag();
-  const std::int32_t abs_delta = static_cast<std::int32_t>(ue_max(r, 32767, "abs_delta_rps_minus1 out of range")) + 1;
+  const std::int32_t abs_delta =
+      static_cast<std::int32_t>(ue_max(r, 32767, "abs_delta_rps_minus1 out of range")) + 1;
   const std::int32_t delta_rps = sign ? -abs_delta : abs_delta;
 
   // j indexes ref's S0 entries, then its S1 entries, then ref itself (delta_rps) at NumDeltaPocs.
@@ -251,22 +256,14 @@ void skip_hrd_parameters(BitReader& r, unsigned max_sub_layers_minus1) {
   }
 }
 
-struct Sar {
-  std::uint16_t w, h;
-};
-// Table E.1, indexed by aspect_ratio_idc 1..16.
-constexpr Sar kSarTable[] = {{1, 1},   {12, 11}, {10, 11}, {16, 11}, {40, 33}, {24, 11},
-                             {20, 11}, {32, 11}, {80, 33}, {18, 11}, {15, 11}, {64, 33},
-                             {160, 99}, {4, 3},  {3, 2},   {2, 1}};
 constexpr std::uint32_t kExtendedSar = 255;
 
 void parse_vui(BitReader& r, unsigned max_sub_layers_minus1, SpsInfo& info) {
   if (r.flag()) {  // aspect_ratio_info_present_flag
     const std::uint32_t idc = r.u(8);
-    if (idc >= 1 && idc <= std::size(kSarTable)) {
-      info.sar_width = kSarTable[idc - 1].w;
-      info.sar_height = kSarTable[idc - 1].h;
-    } else if (idc == kExtendedSar) {
+    if (idc != kExtendedSar) {
+      sample_aspect_ratio_from_idc(idc, info.sar_width, info.sar_height);
+    } else {
       const auto w = static_cast<std::uint16_t>(r.u(16));
       const auto h = static_cast<std::uint16_t>(r.u(16));
       // A zero in either term means "unspecified" (§E.3.1); keep the 1:1 default then.
@@ -275,7 +272,6 @@ void parse_vui(BitReader& r, unsigned max_sub_layers_minus1, SpsInfo& info) {
         info.sar_height = h;
       }
     }
-    // 0 (unspecified) and the reserved values 17..254 leave the 1:1 default.
   }
   if (r.flag()) r.skip(1);  // overscan_info_present_flag, overscan_appropriate_flag
   if (r.flag()) {           // video_signal_type_present_flag
@@ -352,7 +348,8 @@ PpsHead parse_pps_head(ByteSpan nal) {
   return pps;
 }
 
-void write_array(ByteWriter& w, std::uint8_t type, const std::vector<Bytes>& units, const char* what) {
+void write_array(ByteWriter& w, std::uint8_t type, const std::vector<Bytes>& units,
+                 const char* what) {
   if (units.size() > 0xFFFF) throw BitstreamError(std::string("hvcC: too many ") + what + " units");
   // array_completeness = 1: every parameter set of this type is here (required for 'hvc1').
   w.u8(static_cast<std::uint8_t>(0x80 | type));
@@ -375,7 +372,8 @@ NalHeader classify(ByteSpan nal) {
   if (h.is_vcl) {
     h.kind = (h.type >= kBlaWLp && h.type <= kIrapMax) ? NalKind::Keyframe : NalKind::Slice;
     // The first payload byte cannot be an emulation-prevention byte, so it is read as is.
-    if (nal.size() < kNalHeaderSize + 1) throw BitstreamError("H.265 slice: no slice segment header");
+    if (nal.size() < kNalHeaderSize + 1)
+      throw BitstreamError("H.265 slice: no slice segment header");
     h.is_first_slice = (nal[kNalHeaderSize] & 0x80) != 0;
     return h;
   }
@@ -403,7 +401,8 @@ SpsInfo parse_sps(ByteSpan nal) {
   info.frame_mbs_only = true;
   const unsigned max_sub_layers_minus1 = parse_sps_head(r, info);
 
-  info.chroma_format_idc = static_cast<std::uint8_t>(ue_max(r, 3, "chroma_format_idc out of range (> 3)"));
+  info.chroma_format_idc =
+      static_cast<std::uint8_t>(ue_max(r, 3, "chroma_format_idc out of range (> 3)"));
   bool separate_colour_planes = false;
   if (info.chroma_format_idc == 3) separate_colour_planes = r.flag();
 
@@ -437,33 +436,42 @@ SpsInfo parse_sps(ByteSpan nal) {
   info.width = info.coded_width - info.crop_left - info.crop_right;
   info.height = info.coded_height - info.crop_top - info.crop_bottom;
 
-  info.bit_depth_luma = static_cast<std::uint8_t>(ue_max(r, 8, "bit_depth_luma_minus8 out of range (> 8)") + 8);
-  info.bit_depth_chroma = static_cast<std::uint8_t>(ue_max(r, 8, "bit_depth_chroma_minus8 out of range (> 8)") + 8);
-  const unsigned log2_max_poc_lsb = ue_max(r, 12, "log2_max_pic_order_cnt_lsb_minus4 out of range (> 12)") + 4;
+  info.bit_depth_luma =
+      static_cast<std::uint8_t>(ue_max(r, 8, "bit_depth_luma_minus8 out of range (> 8)") + 8);
+  info.bit_depth_chroma =
+      static_cast<std::uint8_t>(ue_max(r, 8, "bit_depth_chroma_minus8 out of range (> 8)") + 8);
+  const unsigned log2_max_poc_lsb =
+      ue_max(r, 12, "log2_max_pic_order_cnt_lsb_minus4 out of range (> 12)") + 4;
 
   // Only the highest sub-layer's values matter here; with the flag clear only those are coded.
   const bool ordering_for_all = r.flag();
   for (unsigned i = ordering_for_all ? 0 : max_sub_layers_minus1; i <= max_sub_layers_minus1; ++i) {
     ue_max(r, kMaxDpbSize - 1, "sps_max_dec_pic_buffering_minus1 out of range (> 15)");
-    const unsigned reorder = ue_max(r, kMaxDpbSize - 1, "sps_max_num_reorder_pics out of range (> 15)");
+    const unsigned reorder =
+        ue_max(r, kMaxDpbSize - 1, "sps_max_num_reorder_pics out of range (> 15)");
     r.ue();  // sps_max_latency_increase_plus1
     if (i == max_sub_layers_minus1) info.max_num_reorder_frames = static_cast<int>(reorder);
   }
 
-  const unsigned log2_min_cb = ue_max(r, 3, "log2_min_luma_coding_block_size_minus3 out of range") + 3;
-  const unsigned log2_ctb = log2_min_cb + ue_max(r, 3, "log2_diff_max_min_luma_coding_block_size out of range");
+  const unsigned log2_min_cb =
+      ue_max(r, 3, "log2_min_luma_coding_block_size_minus3 out of range") + 3;
+  const unsigned log2_ctb =
+      log2_min_cb + ue_max(r, 3, "log2_diff_max_min_luma_coding_block_size out of range");
   if (log2_ctb > 6) r.fail("CTB size out of range (> 64)");
   if (info.coded_width % (1u << log2_min_cb) != 0 || info.coded_height % (1u << log2_min_cb) != 0) {
     r.fail("picture size not a multiple of the minimum coding block size");
   }
-  const unsigned log2_min_tb = ue_max(r, 3, "log2_min_luma_transform_block_size_minus2 out of range") + 2;
-  if (log2_min_tb >= log2_min_cb) r.fail("minimum transform block not smaller than minimum coding block");
-  const unsigned log2_max_tb = log2_min_tb + ue_max(r, 3, "log2_diff_max_min_luma_transform_block_size out of range");
+  const unsigned log2_min_tb =
+      ue_max(r, 3, "log2_min_luma_transform_block_size_minus2 out of range") + 2;
+  if (log2_min_tb >= log2_min_cb)
+    r.fail("minimum transform block not smaller than minimum coding block");
+  const unsigned log2_max_tb =
+      log2_min_tb + ue_max(r, 3, "log2_diff_max_min_luma_transform_block_size out of range");
   if (log2_max_tb > std::min(log2_ctb, 5u)) r.fail("maximum transform block size out of range");
   ue_max(r, log2_ctb - log2_min_tb, "max_transform_hierarchy_depth_inter out of range");
   ue_max(r, log2_ctb - log2_min_tb, "max_transform_hierarchy_depth_intra out of range");
 
-  if (r.flag()) {                 // scaling_list_enabled_flag
+  if (r.flag()) {  // scaling_list_enabled_flag
     if (r.flag()) skip_scaling_list_data(r);  // sps_scaling_list_data_present_flag
   }
   r.skip(2);  // amp_enabled_flag, sample_adaptive_offset_enabled_flag
@@ -480,8 +488,10 @@ SpsInfo parse_sps(ByteSpan nal) {
   for (unsigned i = 0; i < num_st_rps; ++i) parse_st_ref_pic_set(r, i, sets);
 
   if (r.flag()) {  // long_term_ref_pics_present_flag
-    const unsigned n = ue_max(r, kMaxLongTermRefPicsSps, "num_long_term_ref_pics_sps out of range (> 32)");
-    for (unsigned i = 0; i < n; ++i) r.skip(log2_max_poc_lsb + 1);  // lt_ref_pic_poc_lsb_sps, used flag
+    const unsigned n =
+        ue_max(r, kMaxLongTermRefPicsSps, "num_long_term_ref_pics_sps out of range (> 32)");
+    // lt_ref_pic_poc_lsb_sps, used_by_curr_pic_lt_sps_flag
+    for (unsigned i = 0; i < n; ++i) r.skip(log2_max_poc_lsb + 1);
   }
   r.skip(2);  // sps_temporal_mvp_enabled_flag, strong_intra_smoothing_enabled_flag
   if (r.flag()) parse_vui(r, max_sub_layers_minus1, info);  // vui_parameters_present_flag
@@ -519,7 +529,7 @@ Bytes make_hvcc(const ParameterSets& ps) {
   const SpsInfo sps = parse_sps(ps.sps.front());
   const PpsHead pps = parse_pps_head(ps.pps.front());
   if (sps.bit_depth_luma > 15 || sps.bit_depth_chroma > 15) {
-    throw BitstreamError("hvcC: bit depth above 15 does not fit bitDepthLumaMinus8 / bitDepthChromaMinus8");
+    throw BitstreamError("hvcC: a bit depth of 16 does not fit bitDepthLumaMinus8 (3 bits)");
   }
 
   // §8.3.3.1.2: parallelismType 0 (mixed or unknown) is required when min_spatial_segmentation_idc
@@ -537,14 +547,12 @@ Bytes make_hvcc(const ParameterSets& ps) {
     }
   }
 
+  std::size_t size = 23 + 3 * 3;  // fixed fields, then three array headers
+  for (const auto* units : {&ps.vps, &ps.sps, &ps.pps}) {
+    for (const Bytes& u : *units) size += 2 + u.size();
+  }
   Bytes out;
-  out.reserve(23 + 3 * 3 + [&] {
-    std::size_t n = 0;
-    for (const auto* v : {&ps.vps, &ps.sps, &ps.pps}) {
-      for (const Bytes& u : *v) n += 2 + u.size();
-    }
-    return n;
-  }());
+  out.reserve(size);
   ByteWriter w(out);
   w.u8(1);  // configurationVersion
   // profile_space/tier/profile_idc, 32 compatibility flags, 48 constraint bits, level: exactly the
@@ -557,7 +565,8 @@ Bytes make_hvcc(const ParameterSets& ps) {
   w.u8(static_cast<std::uint8_t>(0xF8 | (sps.bit_depth_chroma - 8)));
   w.u16(0);  // avgFrameRate: unspecified
   // constantFrameRate = 0 (unknown), numTemporalLayers, temporalIdNested, lengthSizeMinusOne = 3.
-  w.u8(static_cast<std::uint8_t>((sps.max_sub_layers << 3) | (sps.temporal_id_nesting ? 0x04 : 0) | 0x03));
+  w.u8(static_cast<std::uint8_t>((sps.max_sub_layers << 3) | (sps.temporal_id_nesting ? 0x04 : 0) |
+                                 0x03));
   w.u8(3);  // numOfArrays
   write_array(w, kVps, ps.vps, "H.265 VPS");
   write_array(w, kSps, ps.sps, "H.265 SPS");
@@ -568,7 +577,8 @@ Bytes make_hvcc(const ParameterSets& ps) {
 // ISO/IEC 14496-15 Annex E.3. Where the spec leaves a choice this follows WebKit's
 // createHEVCCodecParametersString, and both WebKit and Chromium (ParseHEVCCodecId) parse it:
 // compatibility flags as hex without leading zeros, constraint bytes as two uppercase hex digits,
-// and all trailing zero constraint bytes omitted ("hvc1.1.6.L93.B0"; "hvc1.1.6.L93" when all are 0).
+// and every trailing zero constraint byte omitted ("hvc1.1.6.L93.B0", or "hvc1.1.6.L93" when all
+// six are 0). GPAC prints "%X" and always keeps the first byte; both forms parse the same.
 std::string codec_string(ByteSpan sps_nal) {
   expect_type(sps_nal, kSps, "H.265 SPS");
   const Bytes rbsp = payload_rbsp(sps_nal);
