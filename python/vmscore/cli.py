@@ -5,6 +5,7 @@ from __future__ import annotations
 import typer
 
 import vmscore
+from vmscore.sim.cli import app as sim_app
 
 app = typer.Typer(
     name="vmscore",
@@ -12,6 +13,7 @@ app = typer.Typer(
     no_args_is_help=True,
     add_completion=False,
 )
+app.add_typer(sim_app, name="sim")
 
 
 def _version(value: bool) -> None:
