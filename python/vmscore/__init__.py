@@ -16,11 +16,15 @@ from vmscore.errors import (
 
 try:
     from vmscore._core import (
+        AccessUnit,
         Fmp4Muxer,
         Fmp4Writer,
         FragmentInfo,
+        IngestEngine,
         NalUnit,
         Sps,
+        StreamEvent,
+        StreamStats,
         __version__,
         access_units,
         annexb_to_avcc,
@@ -42,15 +46,19 @@ except ImportError as exc:  # pragma: no cover - only on a broken install
     ) from exc
 
 __all__ = [
+    "AccessUnit",
     "BitstreamError",
     "Fmp4Muxer",
     "Fmp4Writer",
     "FragmentInfo",
+    "IngestEngine",
     "MuxError",
     "NalUnit",
     "ParametersChangedError",
     "Sps",
     "StorageError",
+    "StreamEvent",
+    "StreamStats",
     "VmsError",
     "__version__",
     "access_units",
