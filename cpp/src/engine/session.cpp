@@ -82,6 +82,43 @@ int close_fd(int& fd) {
   return 0;
 }
 
+// Bytes received on the RTSP connection and not yet parsed. Unlike a vector it never zero-fills the
+// space a recv() is about to overwrite.
+class InputBuffer {
+ public:
+  std::uint8_t* space(std::size_t n) {
+    if (cap_ - tail_ < n) {
+      if (head_ > 0) {
+        std::memmove(data_.get(), data_.get() + head_, tail_ - head_);
+        tail_ -= head_;
+        head_ = 0;
+      }
+      if (cap_ - tail_ < n) {
+        const std::size_t cap = std::max(cap_ * 2, tail_ + n);
+        auto grown = std::make_unique_for_overwrite<std::uint8_t[]>(cap);
+        if (tail_) std::memcpy(grown.get(), data_.get(), tail_);
+        data_ = std::move(grown);
+        cap_ = cap;
+      }
+    }
+    return data_.get() + tail_;
+  }
+  void produced(std::size_t n) { tail_ += n; }
+  void consumed(std::size_t n) {
+    head_ += n;
+    if (head_ == tail_) head_ = tail_ = 0;
+  }
+  ByteSpan data() const { return {data_.get() + head_, tail_ - head_}; }
+  std::size_t size() const { return tail_ - head_; }
+  void clear() { head_ = tail_ = 0; }
+
+ private:
+  std::unique_ptr<std::uint8_t[]> data_;
+  std::size_t cap_ = 0;
+  std::size_t head_ = 0;
+  std::size_t tail_ = 0;
+};
+
 }  // namespace
 
 struct Track {
@@ -284,7 +321,6 @@ class SessionImpl : public EventLoop::Handler, public EventLoop::Ticker {
     }
     tracks_.clear();
     input_.clear();
-    input_head_ = 0;
     output_.clear();
     output_head_ = 0;
     watching_out_ = false;
@@ -382,44 +418,34 @@ class SessionImpl : public EventLoop::Handler, public EventLoop::Ticker {
   void read_tcp() {
     std::size_t total = 0;
     while (total < kMaxReadPerEvent && fd_ >= 0) {
-      if (input_.size() - input_head_ + kReadChunk > kMaxInput + kReadChunk)
+      if (input_.size() > kMaxInput)
         throw SessionFailure("RTSP message from the camera exceeds the size limits");
-      if (input_head_ > 0 && input_.capacity() - input_.size() < kReadChunk) {
-        input_.erase(input_.begin(), input_.begin() + static_cast<std::ptrdiff_t>(input_head_));
-        input_head_ = 0;
-      }
-      const std::size_t old = input_.size();
-      input_.resize(old + kReadChunk);
-      const ssize_t n = ::recv(fd_, input_.data() + old, kReadChunk, MSG_DONTWAIT);
+      std::uint8_t* space = input_.space(kReadChunk);
+      const ssize_t n = ::recv(fd_, space, kReadChunk, MSG_DONTWAIT);
       if (n <= 0) {
-        input_.resize(old);
         if (n < 0 && errno == EINTR) continue;
         if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) break;
         const std::string why = n == 0 ? std::string("the camera closed the connection")
                                        : std::string("connection lost: ") + std::strerror(errno);
-        parse_input();  // what arrived before the close still counts
         throw SessionFailure(why);
       }
-      input_.resize(old + static_cast<std::size_t>(n));
+      input_.produced(static_cast<std::size_t>(n));
       total += static_cast<std::size_t>(n);
       parse_input();
     }
   }
 
   void parse_input() {
-    while (fd_ >= 0 && input_head_ < input_.size()) {
-      const ByteSpan rest(input_.data() + input_head_, input_.size() - input_head_);
-      const rtsp::Item item = rtsp::parse_next(rest, message_, limits_);
+    while (fd_ >= 0 && input_.size() > 0) {
+      const rtsp::Item item = rtsp::parse_next(input_.data(), message_, limits_);
       if (item.kind == rtsp::ItemKind::NeedMore) break;
-      input_head_ += item.consumed;
+      // Payload spans point into the buffer: handle the item before consuming it.
       if (item.kind == rtsp::ItemKind::Interleaved)
         on_interleaved(item.frame.channel, item.frame.payload);
       else
         on_message(message_);
-    }
-    if (input_head_ == input_.size()) {
-      input_.clear();
-      input_head_ = 0;
+      if (fd_ < 0) break;  // the item ended the connection
+      input_.consumed(item.consumed);
     }
   }
 
@@ -565,6 +591,9 @@ class SessionImpl : public EventLoop::Handler, public EventLoop::Ticker {
     rtp::TimelineOptions topt;
     topt.clock_rate = t->clock_rate;
     if (t->kind == ingest::MediaKind::Audio) topt.frame_duration_ticks = t->codec == "aac" ? 1024 : 160;
+    // RTP carries presentation times: with B-frames they step back by a few frames in decode
+    // order. Two seconds covers any real reorder depth; larger backward steps are camera resets.
+    if (t->kind == ingest::MediaKind::Video) topt.max_backward_ticks = 2 * 90000;
     t->timeline = std::make_unique<rtp::Timeline>(topt);
     if (!config_.tcp) {
       rtp::ReorderOptions ro;
@@ -676,7 +705,7 @@ class SessionImpl : public EventLoop::Handler, public EventLoop::Ticker {
       stats_.bytes += packet.payload.size();
     }
     if (t.reorder) {
-      t.reorder->push(data, now / 1000, [&](const rtp::Packet& p, std::uint32_t lost) { depacketize(t, p, lost); });
+      t.reorder->push(data, now / 1000, [&](const rtp::Packet& p, std::uint32_t lost) { released(t, p, lost); });
       return;
     }
     check_ssrc(t, packet);
@@ -684,6 +713,13 @@ class SessionImpl : public EventLoop::Handler, public EventLoop::Ticker {
     if (!rtp::deliverable(seq.event)) return;  // duplicates and late packets
     if (seq.event == rtp::SequenceEvent::Restart) t.depacketizer->reset();
     depacketize(t, packet, seq.lost);
+  }
+
+  // A packet the UDP reorder window releases in sequence order.
+  void released(Track& t, const rtp::Packet& p, std::uint32_t lost) {
+    check_ssrc(t, p);
+    t.sequence.update(p.sequence);  // for receiver reports; the window already counted the loss
+    depacketize(t, p, lost);
   }
 
   void check_ssrc(Track& t, const rtp::Packet& packet) {
@@ -890,6 +926,15 @@ class SessionImpl : public EventLoop::Handler, public EventLoop::Ticker {
     return fd;
   }
 
+  static bool same_host(const sockaddr_storage& a, const Address& b) {
+    if (a.ss_family != b.addr.ss_family) return false;
+    if (a.ss_family == AF_INET)
+      return reinterpret_cast<const sockaddr_in&>(a).sin_addr.s_addr ==
+             reinterpret_cast<const sockaddr_in&>(b.addr).sin_addr.s_addr;
+    return std::memcmp(&reinterpret_cast<const sockaddr_in6&>(a).sin6_addr,
+                       &reinterpret_cast<const sockaddr_in6&>(b.addr).sin6_addr, sizeof(in6_addr)) == 0;
+  }
+
   Address server_udp(std::uint16_t port) const {
     Address a = peer_;
     if (a.addr.ss_family == AF_INET6)
@@ -930,16 +975,24 @@ class SessionImpl : public EventLoop::Handler, public EventLoop::Ticker {
     if (udp_buffer_.size() < kBatch * kDatagram) udp_buffer_.resize(kBatch * kDatagram);
     mmsghdr msgs[kBatch];
     iovec iov[kBatch];
+    sockaddr_storage from[kBatch];
     for (int round = 0; round < 64; ++round) {  // bounded: fairness between cameras
       for (int i = 0; i < kBatch; ++i) {
         iov[i] = {udp_buffer_.data() + static_cast<std::size_t>(i) * kDatagram, kDatagram};
         msgs[i] = {};
         msgs[i].msg_hdr.msg_iov = &iov[i];
         msgs[i].msg_hdr.msg_iovlen = 1;
+        msgs[i].msg_hdr.msg_name = &from[i];
+        msgs[i].msg_hdr.msg_namelen = sizeof from[i];
       }
       const int n = ::recvmmsg(fd, msgs, kBatch, MSG_DONTWAIT, nullptr);
       if (n <= 0) return;
       for (int i = 0; i < n; ++i) {
+        // Only the camera's address may feed its stream: anyone can send datagrams to our ports.
+        if (!same_host(from[i], peer_)) {
+          ++foreign_datagrams_;
+          continue;
+        }
         const ByteSpan data(static_cast<const std::uint8_t*>(iov[i].iov_base), msgs[i].msg_len);
         try {
           if (is_rtcp)
@@ -987,7 +1040,7 @@ class SessionImpl : public EventLoop::Handler, public EventLoop::Ticker {
     }
     for (auto& t : tracks_) {
       if (t->reorder && t->reorder->next_deadline_us() <= now / 1000) {
-        t->reorder->poll(now / 1000, [&](const rtp::Packet& p, std::uint32_t lost) { depacketize(*t, p, lost); });
+        t->reorder->poll(now / 1000, [&](const rtp::Packet& p, std::uint32_t lost) { released(*t, p, lost); });
       }
     }
     if (now - last_media_ns_ > config_.stall_timeout_ms * kMs) {
@@ -1079,8 +1132,7 @@ class SessionImpl : public EventLoop::Handler, public EventLoop::Ticker {
 
   State state_ = State::Idle;
   int fd_ = -1;
-  Bytes input_;
-  std::size_t input_head_ = 0;
+  InputBuffer input_;
   Bytes output_;
   std::size_t output_head_ = 0;
   bool watching_out_ = false;
@@ -1121,6 +1173,7 @@ class SessionImpl : public EventLoop::Handler, public EventLoop::Ticker {
   std::uint64_t ignored_frames_ = 0;
   std::uint64_t ssrc_changes_ = 0;
   std::uint64_t malformed_datagrams_ = 0;
+  std::uint64_t foreign_datagrams_ = 0;
 
   std::vector<ingest::Subscriber*> subscribers_;
   mutable std::mutex stats_mutex_;
