@@ -92,3 +92,23 @@ def test_live_encoder_streams_play_with_steady_timing(gst: str, codec: str) -> N
     wall = [u.wall_time_us for u in units]
     assert all(b > a for a, b in itertools.pairwise(wall))
     assert abs((wall[-1] - wall[0]) / 1e6 - (units[-1].pts_90k - units[0].pts_90k) / 90000) < 0.2
+
+
+@pytest.mark.parametrize(
+    ("mount", "codec", "clock_rate"), [("h264-aac", "aac", 16000), ("h264-pcmu", "pcmu", 8000)]
+)
+def test_audio_tracks_pass_through_when_asked(
+    gst: str, mount: str, codec: str, clock_rate: int
+) -> None:
+    with vmscore.IngestEngine() as engine:
+        engine.add_stream("with-audio", f"{gst}/{mount}", audio=True)
+        engine.add_stream("video-only", f"{gst}/{mount}")
+        got = collect(engine, frames=40, seconds=20)
+    audio = [u for u in got.units if u.kind == "audio"]
+    assert audio, "no audio units"
+    assert {u.stream_id for u in audio} == {"with-audio"}  # not set up unless asked
+    assert all(u.codec == codec and u.clock_rate == clock_rate for u in audio)
+    assert all(b.pts_90k > a.pts_90k for a, b in itertools.pairwise(audio))
+    assert all(len(u) > 0 for u in audio)
+    video = [u for u in got.units if u.kind == "video" and u.stream_id == "with-audio"]
+    assert video and video[0].is_keyframe

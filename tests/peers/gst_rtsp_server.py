@@ -6,6 +6,7 @@ Runs with Debian's system Python (python3-gi, gir1.2-gst-rtsp-server-1.0), not t
 
 Binds 127.0.0.1 on an ephemeral port and prints "PORT <n>" once it serves:
   /h264, /h265        live test patterns (x264enc / x265enc), a keyframe every second
+  /h264-aac, /h264-pcmu   small H.264 video with an AAC or G.711 audio track
   /file-h264, /file-h265   the given Annex-B elementary streams, looped, as a camera would
 Every mount accepts RTP over TCP (interleaved) and UDP. Stops on SIGTERM or SIGINT.
 """
@@ -35,6 +36,19 @@ LIVE = {
         "! rtph265pay name=pay0 pt=96 config-interval=-1"
     ),
 }
+VIDEO_SMALL = (
+    "videotestsrc is-live=true ! video/x-raw,width=320,height=240,framerate=15/1 "
+    "! x264enc tune=zerolatency speed-preset=ultrafast key-int-max=15 "
+    "! rtph264pay name=pay0 pt=96 config-interval=-1 "
+)
+LIVE["h264-aac"] = VIDEO_SMALL + (
+    "audiotestsrc is-live=true wave=sine ! audio/x-raw,rate=16000,channels=1 "
+    "! avenc_aac ! rtpmp4gpay name=pay1 pt=97"
+)
+LIVE["h264-pcmu"] = VIDEO_SMALL + (
+    "audiotestsrc is-live=true wave=sine ! audio/x-raw,rate=8000,channels=1 "
+    "! mulawenc ! rtppcmupay name=pay1"
+)
 
 
 def file_pipeline(codec: str, path: str) -> str:
