@@ -117,7 +117,7 @@ void register_ingest(py::module_& m) {
               std::optional<std::string> username, std::optional<std::string> password,
               const std::string& transport, bool audio, bool deliver, double connect_timeout_s,
               double stall_timeout_s, double reconnect_min_s, double reconnect_max_s,
-              std::size_t max_access_unit_bytes) {
+              std::size_t max_access_unit_bytes, double stale_session_wait_s) {
              StreamConfig c;
              c.id = stream_id;
              c.url = url;
@@ -135,6 +135,8 @@ void register_ingest(py::module_& m) {
              if (c.reconnect_max_ms < c.reconnect_min_ms)
                throw py::value_error("reconnect_max_s must not be below reconnect_min_s");
              c.max_access_unit_bytes = max_access_unit_bytes;
+             if (stale_session_wait_s < 0) throw py::value_error("stale_session_wait_s must not be negative");
+             c.stale_session_wait_ms = static_cast<std::int64_t>(stale_session_wait_s * 1000.0);
              try {
                e.add_stream(std::move(c));
              } catch (const std::invalid_argument& err) {
@@ -147,6 +149,7 @@ void register_ingest(py::module_& m) {
            py::arg("connect_timeout_s") = 10.0, py::arg("stall_timeout_s") = 10.0,
            py::arg("reconnect_min_s") = 1.0, py::arg("reconnect_max_s") = 30.0,
            py::arg("max_access_unit_bytes") = std::size_t(16) << 20,
+           py::arg("stale_session_wait_s") = 65.0,
            "Starts receiving a stream. Credentials may be in the URL or given separately; they are "
            "never logged or shown in events.")
       .def("remove_stream",

@@ -156,6 +156,18 @@ struct Track {
   std::int64_t first_pts = 0;
   std::int64_t last_dts = 0;
   bool have_dts = false;
+  // Where this connection's timeline starts on the stream's timeline (see SessionImpl::continuity_).
+  std::int64_t pts_offset = 0;
+  bool started = false;
+};
+
+// The stream's timeline across reconnects: a new connection's timestamps start where the last one
+// ended plus the time the stream was away, so downstream (the recorder) never sees time go back.
+struct Continuity {
+  bool have = false;
+  std::int64_t last_pts = 0;
+  std::int64_t last_dts = 0;
+  std::int64_t last_ns = 0;
 };
 
 class SessionImpl : public EventLoop::Handler, public EventLoop::Ticker {
@@ -762,7 +774,18 @@ class SessionImpl : public EventLoop::Handler, public EventLoop::Ticker {
   void deliver(Track& t, const rtp::AccessUnit& unit) {
     const std::int64_t ticks = t.timeline->advance(unit.rtp_timestamp);
     const bool discontinuity = t.timeline->discontinuity();
-    std::int64_t pts = t.clock_rate == 90000 ? ticks : ticks * 90000 / t.clock_rate;
+    Continuity& c = continuity_[t.kind == ingest::MediaKind::Video ? 0 : 1];
+    const std::int64_t now = loop_.now_ns();
+    if (!t.started) {
+      t.started = true;
+      if (c.have) {
+        const std::int64_t away_90k = (now - c.last_ns) / 1'000'000 * 90;
+        t.pts_offset = c.last_pts + std::max<std::int64_t>(away_90k, 1);
+        t.last_dts = c.last_dts;
+        t.have_dts = true;
+      }
+    }
+    const std::int64_t pts = t.pts_offset + (t.clock_rate == 90000 ? ticks : ticks * 90000 / t.clock_rate);
     ingest::AccessUnit au;
     au.stream = identity_;
     au.kind = t.kind;
@@ -771,6 +794,10 @@ class SessionImpl : public EventLoop::Handler, public EventLoop::Ticker {
     std::memcpy(au.data->data(), unit.data.data(), unit.data.size());
     au.pts_90k = pts;
     au.dts_90k = decode_time(t, pts, discontinuity);
+    c.have = true;
+    c.last_pts = std::max(c.last_pts, pts);
+    c.last_dts = au.dts_90k;
+    c.last_ns = now;
     au.wall_us = t.timeline->wall_clock_us(ticks, loop_.clock().wall_us());
     au.keyframe = unit.keyframe;
     au.gap = unit.gap;
@@ -1157,6 +1184,7 @@ class SessionImpl : public EventLoop::Handler, public EventLoop::Ticker {
 
   std::vector<std::unique_ptr<Track>> tracks_;
   std::size_t setup_index_ = 0;
+  Continuity continuity_[2];  // video, audio
 
   std::uint64_t attempt_ = 0;
   std::int64_t deadline_ns_ = 0;
