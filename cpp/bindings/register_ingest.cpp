@@ -102,15 +102,21 @@ void register_ingest(py::module_& m) {
 
   py::class_<IngestEngine>(m, "IngestEngine",
                            "Receives many RTSP camera streams on a few native event-loop threads.")
-      .def(py::init([](int loops, int tick_ms, std::size_t queue_frames, std::size_t queue_bytes) {
+      .def(py::init([](int loops, int tick_ms, double batch_ms, std::size_t queue_frames,
+                       std::size_t queue_bytes) {
              EngineOptions o;
              o.loops = loops;
              o.tick_ms = tick_ms;
+             o.batch_us = static_cast<int>(batch_ms * 1000.0);
              o.queue_frames = queue_frames;
              o.queue_bytes = queue_bytes;
-             return std::make_unique<IngestEngine>(o);
+             try {
+               return std::make_unique<IngestEngine>(o);
+             } catch (const std::invalid_argument& err) {
+               throw py::value_error(err.what());
+             }
            }),
-           py::kw_only(), py::arg("loops") = 1, py::arg("tick_ms") = 50,
+           py::kw_only(), py::arg("loops") = 1, py::arg("tick_ms") = 50, py::arg("batch_ms") = 4.0,
            py::arg("queue_frames") = 4096, py::arg("queue_bytes") = std::size_t(256) << 20)
       .def("add_stream",
            [](IngestEngine& e, const std::string& stream_id, const std::string& url,

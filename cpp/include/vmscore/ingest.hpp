@@ -114,6 +114,8 @@ struct StreamStats {
 struct EngineOptions {
   int loops = 1;
   int tick_ms = 50;
+  // Pause after a light wake-up so each one reads more data from more sockets (see EventLoop).
+  int batch_us = 4000;
   std::size_t queue_frames = 4096;        // Python queue bounds; beyond them frames are dropped
   std::size_t queue_bytes = 256u << 20;   // to the next keyframe per stream, and counted
 };

@@ -35,8 +35,10 @@ class Engine {
     if (options_.loops < 1 || options_.loops > 64) throw std::invalid_argument("loops must be 1..64");
     if (options_.tick_ms < 1 || options_.tick_ms > 1000)
       throw std::invalid_argument("tick_ms must be 1..1000");
+    if (options_.batch_us < 0 || options_.batch_us > 50000)
+      throw std::invalid_argument("batch_us must be 0..50000");
     for (int i = 0; i < options_.loops; ++i) {
-      loops_.push_back(std::make_unique<Loop>(clock_, options_.tick_ms));
+      loops_.push_back(std::make_unique<Loop>(clock_, options_.tick_ms, options_.batch_us));
     }
     for (auto& l : loops_) l->thread = std::thread([loop = l.get()] { loop->loop.run(); });
   }
@@ -139,7 +141,7 @@ class Engine {
 
  private:
   struct Loop {
-    Loop(const engine::Clock& clock, int tick_ms) : loop(clock, tick_ms) {}
+    Loop(const engine::Clock& clock, int tick_ms, int batch_us) : loop(clock, tick_ms, batch_us) {}
     engine::EventLoop loop;
     std::thread thread;
     std::size_t count = 0;

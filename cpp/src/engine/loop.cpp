@@ -2,6 +2,7 @@
 #include "engine/loop.hpp"
 
 #include <sys/eventfd.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -39,7 +40,8 @@ std::int64_t SystemClock::wall_us() const {
       .count();
 }
 
-EventLoop::EventLoop(const Clock& clock, int tick_ms) : clock_(clock), tick_ms_(tick_ms) {
+EventLoop::EventLoop(const Clock& clock, int tick_ms, int batch_us)
+    : clock_(clock), tick_ms_(tick_ms), batch_us_(batch_us) {
   epoll_fd_ = ::epoll_create1(EPOLL_CLOEXEC);
   if (epoll_fd_ < 0) fail("epoll_create1");
   wake_fd_ = ::eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
@@ -161,15 +163,24 @@ void EventLoop::run() {
       if (errno == EINTR) continue;
       fail("epoll_wait");
     }
+    bool commands = false;
     for (int i = 0; i < n; ++i) {
       auto* w = static_cast<Watch*>(events[i].data.ptr);
       if (!w) {
         drain_commands();
+        commands = true;
         continue;
       }
       if (w->handler) w->handler->on_io(w->fd, events[i].events);
     }
     graveyard_.clear();
+    // A light wake-up (a few sockets with a packet or two each) is followed by a short pause, so
+    // the next one finds more data per socket. A saturated loop never pauses, nor does one that
+    // was woken by a command (stop, add, remove should be prompt).
+    if (batch_us_ > 0 && n > 0 && n < kMaxEvents / 4 && !commands && !stopping_.load()) {
+      const timespec pause{0, static_cast<long>(batch_us_) * 1000};
+      ::nanosleep(&pause, nullptr);
+    }
   }
   // Commands posted during shutdown still run (they release resources).
   drain_commands();

@@ -186,6 +186,7 @@ class SessionImpl : public EventLoop::Handler, public EventLoop::Ticker {
     request_url_ = url_.to_string(false);
     backoff_ns_ = config_.reconnect_min_ms * kMs;
     stats_.id = config_.id;
+    published_ = stats_;
   }
 
   ~SessionImpl() override {
@@ -217,7 +218,7 @@ class SessionImpl : public EventLoop::Handler, public EventLoop::Ticker {
 
   ingest::StreamStats stats() const {
     std::lock_guard<std::mutex> lock(stats_mutex_);
-    return stats_;
+    return published_;
   }
   const std::string& id() const { return config_.id; }
 
@@ -247,6 +248,7 @@ class SessionImpl : public EventLoop::Handler, public EventLoop::Ticker {
 
   // EventLoop::Ticker
   void on_tick(std::int64_t now) override {
+    publish();
     try {
       tick(now);
     } catch (const SessionFailure& e) {
@@ -681,7 +683,6 @@ class SessionImpl : public EventLoop::Handler, public EventLoop::Ticker {
     next_keepalive_ns_ = now + keepalive_interval_ns_;
     next_report_ns_ = now + kReceiverReportNs;
     {
-      std::lock_guard<std::mutex> lock(stats_mutex_);
       stats_.playing_since_wall_us = loop_.clock().wall_us();
       const Track& v = *tracks_.front();
       stats_.codec = v.codec;
@@ -712,7 +713,6 @@ class SessionImpl : public EventLoop::Handler, public EventLoop::Ticker {
     const std::int64_t now = loop_.now_ns();
     last_media_ns_ = now;
     {
-      std::lock_guard<std::mutex> lock(stats_mutex_);
       ++stats_.packets;
       stats_.bytes += packet.payload.size();
     }
@@ -752,7 +752,6 @@ class SessionImpl : public EventLoop::Handler, public EventLoop::Ticker {
 
   void depacketize(Track& t, const rtp::Packet& packet, std::uint32_t lost) {
     if (lost) {
-      std::lock_guard<std::mutex> lock(stats_mutex_);
       stats_.packets_lost += lost;
     }
     const auto units = t.depacketizer->push(packet, lost);
@@ -811,7 +810,6 @@ class SessionImpl : public EventLoop::Handler, public EventLoop::Ticker {
         on_parameters(t);
       }
       au.parameter_sets = t.parameter_sets;
-      std::lock_guard<std::mutex> lock(stats_mutex_);
       ++stats_.frames;
       ++frames_window_;
       stats_.frames_dropped += unit.dropped_frames;
@@ -821,14 +819,12 @@ class SessionImpl : public EventLoop::Handler, public EventLoop::Ticker {
     for (ingest::Subscriber* s : subscribers_) s->on_access_unit(au);
     if (!config_.deliver) return;
     if (t.python_needs_keyframe && !(unit.keyframe || t.kind == ingest::MediaKind::Audio)) {
-      std::lock_guard<std::mutex> lock(stats_mutex_);
       ++stats_.frames_dropped_queue;
       return;
     }
     if (!queue_.push(std::move(au))) {
       // Python is not keeping up: drop to the next keyframe so what it gets stays decodable.
       t.python_needs_keyframe = t.kind == ingest::MediaKind::Video;
-      std::lock_guard<std::mutex> lock(stats_mutex_);
       ++stats_.frames_dropped_queue;
       return;
     }
@@ -890,7 +886,6 @@ class SessionImpl : public EventLoop::Handler, public EventLoop::Ticker {
     }
     bool changed;
     {
-      std::lock_guard<std::mutex> lock(stats_mutex_);
       changed = stats_.width != 0 && (stats_.width != sps.width || stats_.height != sps.height);
       stats_.width = sps.width;
       stats_.height = sps.height;
@@ -1044,8 +1039,7 @@ class SessionImpl : public EventLoop::Handler, public EventLoop::Ticker {
       case State::Backoff:
         if (now >= retry_at_ns_) {
           {
-            std::lock_guard<std::mutex> lock(stats_mutex_);
-            ++stats_.reconnects;
+                  ++stats_.reconnects;
           }
           emit(EventKind::Reconnecting, "reconnecting to " + url_.redacted());
           connect();
@@ -1090,7 +1084,6 @@ class SessionImpl : public EventLoop::Handler, public EventLoop::Ticker {
 
   void update_rates(std::int64_t now) {
     if (now - rate_since_ns_ < 1000 * kMs) return;
-    std::lock_guard<std::mutex> lock(stats_mutex_);
     const double secs = double(now - rate_since_ns_) / 1e9;
     if (rate_since_ns_ != 0 && secs > 0) {
       stats_.fps = double(frames_window_) / secs;
@@ -1111,11 +1104,11 @@ class SessionImpl : public EventLoop::Handler, public EventLoop::Ticker {
     if (fd_ >= 0 && !session_id_.empty()) send_teardown();
     close_connection();
     {
-      std::lock_guard<std::mutex> lock(stats_mutex_);
       stats_.last_error = why;
       stats_.fps = 0;
       stats_.bitrate_bps = 0;
     }
+    publish();
     emit(auth_failed ? EventKind::Error : EventKind::Disconnected, why);
     std::int64_t delay = backoff_ns_;
     // Wrong credentials will not fix themselves quickly; do not hammer the camera (and its lockout).
@@ -1140,8 +1133,15 @@ class SessionImpl : public EventLoop::Handler, public EventLoop::Ticker {
 
   void set_state(State s) {
     state_ = s;
-    std::lock_guard<std::mutex> lock(stats_mutex_);
     stats_.state = state_name(s);
+    publish();
+  }
+
+  // The counters are the loop thread's alone (no lock per packet); readers get a copy made here,
+  // at every tick and state change.
+  void publish() {
+    std::lock_guard<std::mutex> lock(stats_mutex_);
+    published_ = stats_;
   }
 
   EventLoop& loop_;
@@ -1204,8 +1204,9 @@ class SessionImpl : public EventLoop::Handler, public EventLoop::Ticker {
   std::uint64_t foreign_datagrams_ = 0;
 
   std::vector<ingest::Subscriber*> subscribers_;
+  ingest::StreamStats stats_;      // loop thread only
   mutable std::mutex stats_mutex_;
-  ingest::StreamStats stats_;
+  ingest::StreamStats published_;  // what stats() returns
 };
 
 Session::Session(EventLoop& loop, DeliveryQueue& queue, Resolver& resolver, ingest::StreamConfig config)
