@@ -64,6 +64,18 @@ def gst_rtsp_server(**files: Path) -> Iterator[str]:
 class Collected:
     units: list[vmscore.AccessUnit] = field(default_factory=list)
     events: list[vmscore.StreamEvent] = field(default_factory=list)
+    items: list[vmscore.AccessUnit | vmscore.StreamEvent] = field(default_factory=list)
+
+    def after(self, stream_id: str, kind: str) -> list[vmscore.AccessUnit]:
+        """The stream's video units delivered after its first event of `kind`."""
+        seen = False
+        out = []
+        for item in self.items:
+            if isinstance(item, vmscore.StreamEvent):
+                seen = seen or (item.stream_id == stream_id and item.kind == kind)
+            elif seen and item.stream_id == stream_id and item.kind == "video":
+                out.append(item)
+        return out
 
     def kinds(self) -> list[str]:
         return [e.kind for e in self.events]
@@ -85,6 +97,7 @@ def collect(
     deadline = time.monotonic() + seconds
     while time.monotonic() < deadline:
         for item in engine.poll(timeout=0.1):
+            out.items.append(item)
             if isinstance(item, vmscore.StreamEvent):
                 out.events.append(item)
             else:

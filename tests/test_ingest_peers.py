@@ -5,6 +5,7 @@ frames FFmpeg decodes from the source file."""
 from __future__ import annotations
 
 import itertools
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -51,6 +52,7 @@ def test_engine_frames_equal_ffmpegs_decode_of_the_source(
     with vmscore.IngestEngine() as engine:
         engine.add_stream("cam", f"{gst}/file-{codec}", transport=transport)  # type: ignore[arg-type]
         got = collect(engine, frames=40, seconds=20)
+        time.sleep(0.2)  # statistics are published at every tick (50 ms)
         stats = engine.stats("cam")
     units = got.video()
     assert len(units) >= 40, f"only {len(units)} frames; events: {got.events}"

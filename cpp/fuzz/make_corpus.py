@@ -1,5 +1,6 @@
 #!/usr/bin/env python3
-"""Regenerates the seed corpora of the fuzz targets (cpp/fuzz/corpus/<target>/) with ffmpeg.
+"""Regenerates the seed corpora of the bitstream and muxer fuzz targets (cpp/fuzz/corpus/<target>/)
+with ffmpeg.
 
 Usage: python3 cpp/fuzz/make_corpus.py  (needs ffmpeg with libx264 and libx265 on PATH)
 
@@ -21,6 +22,17 @@ import tempfile
 from pathlib import Path
 
 CORPUS = Path(__file__).resolve().parent / "corpus"
+
+# The targets whose seeds this script makes.
+TARGETS = (
+    "fuzz_annexb",
+    "fuzz_length_prefixed",
+    "fuzz_h264_sps",
+    "fuzz_h265_sps",
+    "fuzz_access_units",
+    "fuzz_parameter_sets",
+    "fuzz_fmp4_muxer",
+)
 
 # name: (size, ffmpeg options, encoder parameters: -x264-params / -x265-params)
 H264_VARIANTS: dict[str, tuple[str, str, str]] = {
@@ -237,13 +249,13 @@ def main() -> int:
     if not shutil.which("ffmpeg"):
         print("ffmpeg is needed to make the corpus", file=sys.stderr)
         return 1
-    if CORPUS.exists():
-        shutil.rmtree(CORPUS)
+    for target in TARGETS:  # other targets' seeds are not made here and stay as they are
+        shutil.rmtree(CORPUS / target, ignore_errors=True)
     with tempfile.TemporaryDirectory() as tmp:
         parameter_set_seeds(Path(tmp))
         for codec in ("h264", "h265"):
             stream_seeds(Path(tmp), codec)
-    files = [p for p in CORPUS.rglob("*") if p.is_file()]
+    files = [p for t in TARGETS for p in (CORPUS / t).iterdir() if p.is_file()]
     print(f"corpus: {sum(p.stat().st_size for p in files)} bytes in {len(files)} files")
     return 0
 

@@ -82,9 +82,7 @@ def main() -> int:
         factory = GstRtspServer.RTSPMediaFactory()
         factory.set_launch(f"( {launch} )")
         factory.set_shared(True)
-        factory.set_protocols(
-            GstRtsp.RTSPLowerTrans.TCP | GstRtsp.RTSPLowerTrans.UDP
-        )
+        factory.set_protocols(GstRtsp.RTSPLowerTrans.TCP | GstRtsp.RTSPLowerTrans.UDP)
         mounts.add_factory(f"/{name}", factory)
     if server.attach(None) == 0:
         print("ERROR cannot attach the server", flush=True)

@@ -91,6 +91,7 @@ class Subscriber {
   virtual void on_event(const StreamEvent&) {}
 };
 
+// Counters of one stream, as of the loop's last tick (tick_ms) or state change.
 struct StreamStats {
   std::string id;
   std::string state;  // connecting, describing, playing, backoff, removed

@@ -31,6 +31,7 @@ from vmscore.sim.encode import (
 from vmscore.sim.files import Clip, ClipInfo, ClipTruth, StreamInfo, load_clip, write_clip
 from vmscore.sim.nuisance import Episode
 from vmscore.sim.scenes import SCENES, Scene, SceneFrame, SceneSpec, render_scene, scene_names
+from vmscore.sim.server import FAULTS, CameraServer, CameraStats, SimClip, render_scene_streams
 from vmscore.sim.truth import (
     Event,
     EventKind,
@@ -42,7 +43,10 @@ from vmscore.sim.truth import (
 )
 
 __all__ = [
+    "FAULTS",
     "SCENES",
+    "CameraServer",
+    "CameraStats",
     "Clip",
     "ClipInfo",
     "ClipTruth",
@@ -60,12 +64,14 @@ __all__ = [
     "Scene",
     "SceneFrame",
     "SceneSpec",
+    "SimClip",
     "StreamInfo",
     "Zone",
     "encode_frames",
     "load_clip",
     "pts_90k",
     "render_scene",
+    "render_scene_streams",
     "rgb_to_yuv420",
     "scene_names",
     "write_clip",

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import sys
 from collections import Counter
 from pathlib import Path
 from typing import Annotated
@@ -176,3 +177,145 @@ def write_cmd(
         f"{info.codec}, {info.fps:g} fps, GOP {info.gop}; events: {summary}; "
         f"truth in {info.directory / 'truth.json'}"
     )
+
+
+def _parse_auth(text: str) -> tuple[str, str]:
+    user, sep, password = text.partition(":")
+    if not sep or not user:
+        raise typer.BadParameter(f"expected USER:PASSWORD, got {text!r}", param_hint="--auth")
+    return user, password
+
+
+@app.command("serve")
+def serve_cmd(
+    cameras: Annotated[int, typer.Option("--cameras", "-n", help="Cameras to serve.")] = 16,
+    scene: Annotated[str, typer.Option("--scene", "-s", help="Scene (see 'scenes').")] = (
+        "schoolyard"
+    ),
+    seconds: Annotated[float, typer.Option("--seconds", "-t", help="Clip length (looped).")] = 20.0,
+    size: Annotated[str, typer.Option(help="Main stream size, WIDTHxHEIGHT.")] = "1280x720",
+    sub_size: Annotated[
+        str, typer.Option("--sub-size", help="Sub-stream size (<url>/sub), or 'none'.")
+    ] = "none",
+    codec: Annotated[str, typer.Option(help="h264 or h265.")] = "h264",
+    fps: Annotated[float, typer.Option(help="Frames per second.")] = 15.0,
+    bitrate: Annotated[
+        str | None, typer.Option(help="Main stream bitrate (default about 2 bits/pixel/s).")
+    ] = None,
+    clip: Annotated[
+        Path | None,
+        typer.Option("--clip", help="Serve a clip directory (from 'sim write')."),
+    ] = None,
+    host: Annotated[str, typer.Option(help="IPv4 address to listen on.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="RTSP port (0: any free port).")] = 8554,
+    auth: Annotated[
+        str | None, typer.Option(help="USER:PASSWORD: require Digest authentication.")
+    ] = None,
+    udp: Annotated[
+        bool | None,
+        typer.Option(
+            "--udp/--tcp", help="Accept only RTP over UDP (--udp) or TCP (--tcp); default both."
+        ),
+    ] = None,
+    seed: Annotated[int, typer.Option(help="Scene seed.")] = 0,
+) -> None:
+    """Serve one clip as N simulated RTSP cameras until Ctrl-C (or SIGTERM)."""
+    import signal
+    import threading
+
+    from vmscore.sim.scenes import SCENES
+    from vmscore.sim.server import CameraServer, render_scene_streams
+
+    if cameras < 1 or cameras > 10_000:
+        raise typer.BadParameter(f"must be 1..10000, got {cameras}", param_hint="--cameras")
+    if not 0 <= port <= 65535:
+        raise typer.BadParameter(f"must be 0..65535, got {port}", param_hint="--port")
+    if codec not in ("h264", "h265"):
+        raise typer.BadParameter(f"expected h264 or h265, got {codec!r}", param_hint="--codec")
+    credentials = _parse_auth(auth) if auth is not None else None
+    err = Console(stderr=True)
+    if clip is not None:
+        from vmscore.sim.files import load_clip
+
+        loaded = load_clip(clip)
+        main, sub = loaded.main, loaded.sub
+        label = f"{clip} ({loaded.truth.scene})"
+    else:
+        if scene not in SCENES:
+            raise typer.BadParameter(
+                f"unknown scene {scene!r}; choose one of: {', '.join(SCENES)}",
+                param_hint="--scene",
+            )
+        if not seconds > 0:
+            raise typer.BadParameter(f"must be positive, got {seconds}", param_hint="--seconds")
+        if not 0 < fps <= 240:
+            raise typer.BadParameter(f"must be in (0, 240], got {fps}", param_hint="--fps")
+        wh = parse_size(size, "--size")
+        sub_wh = (
+            None
+            if sub_size.strip().lower() in ("none", "0", "")
+            else parse_size(sub_size, "--sub-size")
+        )
+        rate = parse_bitrate(bitrate, "--bitrate") if bitrate is not None else None
+        with Progress(
+            TextColumn(f"[bold]{scene}[/] {wh[0]}x{wh[1]}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TimeRemainingColumn(),
+            console=err,
+            transient=True,
+        ) as progress:
+            task = progress.add_task("render", total=None)
+
+            def on_frame(done: int, total: int) -> None:
+                progress.update(task, completed=done, total=total)
+
+            main, sub = render_scene_streams(
+                scene,
+                seconds=seconds,
+                size=wh,
+                codec="h264" if codec == "h264" else "h265",
+                fps=fps,
+                bitrate_bps=rate,
+                sub_size=sub_wh,
+                seed=seed,
+                on_frame=on_frame,
+            )
+        label = f"{scene} {main.width}x{main.height} {main.codec}"
+
+    stop = threading.Event()
+
+    def on_signal(signum: int, frame: object) -> None:
+        stop.set()
+
+    previous = {s: signal.signal(s, on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        with CameraServer(
+            host=host,
+            port=port,
+            username=credentials[0] if credentials else None,
+            password=credentials[1] if credentials else None,
+        ) as server:
+            urls = server.add_cameras(cameras, main, sub, tcp=udp is not True, udp=udp is not False)
+            for url in urls:
+                typer.echo(url)
+            transports = {None: "TCP and UDP", True: "UDP only", False: "TCP only"}[udp]
+            typer.echo(
+                f"# {len(urls)} cameras on {host}:{server.port}, {label}, "
+                f"{main.achieved_bitrate_bps / 1e6:.2f} Mb/s, {transports}"
+                + (", sub-streams at <url>/sub" if sub is not None else "")
+            )
+            if credentials:
+                typer.echo(
+                    f"# Digest authentication: user {credentials[0]!r} with the given password "
+                    "(rtsp://USER:PASSWORD@host:port/name)"
+                )
+            typer.echo("# Ctrl-C stops", nl=True)
+            sys.stdout.flush()
+            while not stop.wait(0.5):
+                pass
+            total = sum(s.bytes_sent for s in server.all_stats().values())
+        err.print(f"stopped; sent {total / 1e6:.1f} MB")
+    finally:
+        for s, h in previous.items():
+            signal.signal(s, h)
