@@ -406,3 +406,20 @@ def test_remove_while_connecting_and_closing_with_streams_is_clean(
     assert (
         "connection refused" in " ".join(e.reason for e in got.events if e.stream_id == "b").lower()
     )
+
+
+@pytest.mark.parametrize("transport", ["tcp", "udp"])
+def test_removing_a_stream_tears_its_session_down(clip_h264: EncodedStream, transport: str) -> None:
+    # A camera limits its clients: a stream we stop must free its session at once, not at the
+    # camera's session timeout (60 s here).
+    with CameraServer(session_timeout_s=60) as s, vmscore.IngestEngine() as engine:
+        s.add_camera("cam", clip_h264)
+        engine.add_stream("cam", s.url("cam"), transport=transport)  # type: ignore[arg-type]
+        collect(engine, frames=10, seconds=10)
+        assert s.stats("cam").clients == 1
+        engine.remove_stream("cam")
+        deadline = time.monotonic() + 3
+        while time.monotonic() < deadline and s.stats("cam").clients:
+            time.sleep(0.05)
+        stats = s.stats("cam")
+    assert stats.clients == 0 and stats.sessions_timed_out == 0
