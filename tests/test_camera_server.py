@@ -758,6 +758,26 @@ def test_slow_and_partial_responses(server: CameraServer, camera: str) -> None:
     c.close()
 
 
+@pytest.mark.parametrize(("fault", "value"), [("slow_responses", 700), ("partial_responses", 25)])
+def test_rtp_info_names_the_first_packet_even_when_play_is_answered_slowly(
+    server: CameraServer, camera: str, fault: str, value: int
+) -> None:
+    """RTP-Info's seq and rtptime are those of the first packet the client gets, a keyframe's, even
+    when a keyframe passes while the answer is on its way: broken if a slow camera's clients see
+    phantom loss at start."""
+    c = RawClient(camera)
+    base = c.describe().headers["content-base"]
+    c.setup_tcp(base)
+    server.set_fault(name_of(camera), fault, value)
+    r = c.request("PLAY", base, timeout=10)
+    m = re.search(r"seq=(\d+);rtptime=(\d+)$", r.headers["rtp-info"])
+    assert m, r.headers["rtp-info"]
+    first = parse_rtp(c.collect(0.3)[0].data)
+    c.close()
+    assert (first.seq, first.ts) == (int(m.group(1)), int(m.group(2)))
+    assert first.payload[0] & 0x1F == 24 and first.payload[3] & 0x1F == 7  # STAP-A: SPS, PPS
+
+
 def test_rtcp_before_play(server: CameraServer, camera: str) -> None:
     server.rtcp_before_play(name_of(camera))
     c = RawClient(camera)

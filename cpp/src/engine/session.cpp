@@ -771,7 +771,9 @@ class SessionImpl : public EventLoop::Handler, public EventLoop::Ticker {
   }
 
   void deliver(Track& t, const rtp::AccessUnit& unit) {
-    const std::int64_t ticks = t.timeline->advance(unit.rtp_timestamp);
+    // With the arrival time the timeline tells a stalled camera (time really passed) from a
+    // timestamp jump.
+    const std::int64_t ticks = t.timeline->advance(unit.rtp_timestamp, loop_.now_ns() / 1000);
     const bool discontinuity = t.timeline->discontinuity();
     Continuity& c = continuity_[t.kind == ingest::MediaKind::Video ? 0 : 1];
     const std::int64_t now = loop_.now_ns();
@@ -805,7 +807,10 @@ class SessionImpl : public EventLoop::Handler, public EventLoop::Ticker {
     au.clock_rate = t.clock_rate;
     if (t.video) {
       if (unit.parameter_sets_changed || !t.parameter_sets) {
-        t.parameter_sets = std::make_shared<const ParameterSets>(t.video->parameter_sets());
+        // The unit's own sets: when one packet completes two units, the depacketizer's current
+        // sets may already be the second one's.
+        t.parameter_sets = std::make_shared<const ParameterSets>(
+            unit.parameter_sets ? *unit.parameter_sets : t.video->parameter_sets());
         au.parameters_changed = true;
         on_parameters(t);
       }

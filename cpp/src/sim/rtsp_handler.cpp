@@ -177,6 +177,19 @@ std::string make_sdp(const Camera& cam, const Stream& s, const std::string& loca
 // ---------------------------------------------------------------------------------------------
 // Responses
 
+// A PLAY answer's RTP-Info describes the first packet the client will get, so it is written when
+// the answer starts to leave, not when the request arrives (a slow answer would otherwise promise
+// a keyframe the camera has moved past).
+void Impl::render_play(Trickle& t) {
+  if (t.rendered) return;
+  t.rendered = true;
+  const auto at = t.data.find(kRtpInfoMark);
+  if (at == std::string::npos) return;
+  // A session torn down before its answer left (a pipelined TEARDOWN) gets a neutral RTP-Info.
+  t.data.replace(at, kRtpInfoMark.size(),
+                 t.start_playing ? play_rtp_info(*t.start_playing) : std::string("seq=0;rtptime=0"));
+}
+
 void Impl::respond(Connection& c, Camera* camera, std::string text, Session* start_playing_session) {
   if (c.closed || c.close_pending) return;
   const std::int64_t now = now_ns();
@@ -220,13 +233,14 @@ void Impl::respond(Connection& c, Camera* camera, std::string text, Session* sta
     }
     if (f.slow_ms > 0) t.next_ns = now + f.slow_ms * kMs;
   }
-  if (c.trickles.empty() && t.next_ns <= now && t.chunk >= text.size() &&
+  t.data = std::move(text);
+  if (c.trickles.empty() && t.next_ns <= now && t.chunk >= t.data.size() &&
       t.endless == Trickle::Endless::No) {
-    push_out(c, text.data(), text.size());
+    render_play(t);
+    push_out(c, t.data.data(), t.data.size());
     if (start_playing_session) start_playing(*start_playing_session);
     return;
   }
-  t.data = std::move(text);
   c.trickles.push_back(std::move(t));
   run_trickles(c, now);
 }
@@ -258,6 +272,7 @@ void Impl::run_trickles(Connection& c, std::int64_t now) {
         continue;
       }
     }
+    if (t.pos == 0) render_play(t);
     const std::size_t n = std::min(t.chunk, t.data.size() - t.pos);
     push_out(c, t.data.data() + t.pos, n);
     t.pos += n;
@@ -465,12 +480,8 @@ void Impl::handle_request(Connection& c, const rtsp::Message& m) {
   }
   const Stream& s = *ses->stream;
   add("Range", "npt=0.000-");
-  std::string info = "url=" + base_url(s) + "trackID=0;";
-  if (cam->faults.bogus_rtp_info)
-    info += "seq=0;rtptime=-1";  // Tapo's seq=0 and OMNY's unparseable rtptime, together
-  else
-    info += "seq=" + std::to_string(play_seq(s)) + ";rtptime=" + std::to_string(play_rtptime(s));
-  add("RTP-Info", info);
+  // seq and rtptime are filled in when the answer's first byte leaves (see respond()).
+  add("RTP-Info", "url=" + base_url(s) + "trackID=0;" + std::string(kRtpInfoMark));
   if (ses->playing) return reply(200, "OK");
   // Recent Reolink firmware sends its first RTCP sender report before the PLAY answer.
   if (cam->faults.rtcp_before_play) send_sender_report(*ses->stream, ses, now);

@@ -468,6 +468,7 @@ std::string Impl::new_session_id() {
 
 void Impl::destroy_session(Session* s) {
   if (!s) return;
+  unpin(*s);
   stop_playing(*s);
   if (s->conn) {
     std::erase(s->conn->sessions, s);

@@ -31,6 +31,9 @@
 namespace vms::sim::detail {
 
 constexpr std::int64_t kMs = 1'000'000;
+// Stands for "seq=..;rtptime=.." in a PLAY answer until its first byte leaves ('{' cannot occur
+// in a camera URL).
+constexpr std::string_view kRtpInfoMark = "{rtp-info}";
 constexpr std::int64_t kSec = 1'000'000'000;
 
 // 90 kHz ticks <-> nanoseconds without overflow for decades of run time.
@@ -97,7 +100,8 @@ struct PacketDesc {
 };
 
 // One access unit already on the camera's timeline, kept from the latest keyframe on so that a
-// client starting to play gets the current GOP at once.
+// client starting to play gets the current GOP at once. Only these few numbers are kept: the
+// packets are rebuilt from the clip.
 struct Emitted {
   std::uint32_t unit = 0;
   std::uint16_t first_seq = 0;
@@ -120,7 +124,12 @@ struct Stream {
   std::int64_t t0_ns = 0;  // when loop 0, dts 0 was (or would have been) due
   std::size_t cursor = 0;  // next unit to emit
   std::int64_t loop = 0;
-  std::vector<Emitted> gop;
+  std::vector<Emitted> history;  // from the latest keyframe (or an older pinned one) on
+  std::size_t key_at = 0;        // index of the latest keyframe in history
+  // PLAY answers on their way whose RTP-Info names a keyframe in history: it is kept until they
+  // are out, so the first packet a client gets is the one RTP-Info promised, however slowly
+  // (partial, slowloris) the answer leaves.
+  int pins = 0;
   std::vector<Session*> playing;
   std::int64_t next_sr_ns = 0;
   std::uint32_t sr_packets = 0;
@@ -169,6 +178,8 @@ struct Session {
   std::uint32_t ssrc = 0;  // what its packets carry (the stream's, or a stale session's own)
   bool playing = false;
   bool waiting_keyframe = false;
+  bool pinned = false;  // its PLAY answer named history entry pin_seq (see Stream::pins)
+  std::uint16_t pin_seq = 0;
   bool stale = false;
   std::int64_t stale_until_ns = 0;
   std::int64_t last_seen_ns = 0;
@@ -187,6 +198,7 @@ struct Trickle {
   std::uint64_t body_left = 0;
   std::uint64_t filler = 0;
   Session* start_playing = nullptr;  // PLAY: the session starts once the answer is out
+  bool rendered = false;             // PLAY: RTP-Info filled in (when the first byte leaves)
 };
 
 struct Connection final : engine::EventLoop::Handler {
@@ -267,6 +279,7 @@ class Impl : public engine::EventLoop::Ticker {
   void process_closes();
   void close_now(Connection& c);
   void run_trickles(Connection& c, std::int64_t now);
+  void render_play(Trickle& t);
 
   // Streaming (streaming.cpp).
   std::unique_ptr<Stream> make_stream(Camera& camera, std::shared_ptr<const Clip> clip, bool sub,
@@ -276,8 +289,9 @@ class Impl : public engine::EventLoop::Ticker {
   void stop_playing(Session& session);
   void send_sender_report(Stream& s, Session* only, std::int64_t now);
   std::uint32_t next_rtp_ts(const Stream& s) const;
-  std::uint16_t play_seq(const Stream& s) const;
-  std::uint32_t play_rtptime(const Stream& s) const;
+  // The RTP-Info of a PLAY answer whose first byte leaves now; pins what it names.
+  std::string play_rtp_info(Session& session);
+  void unpin(Session& session);
 
   // Sessions.
   Session* find_session(std::string_view id);

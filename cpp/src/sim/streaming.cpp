@@ -63,7 +63,7 @@ std::unique_ptr<Stream> Impl::make_stream(Camera& camera, std::shared_ptr<const 
     run = u.is_keyframe ? 1 : run + 1;
     longest_gop = std::max(longest_gop, run);
   }
-  s.gop.reserve(longest_gop + 1);
+  s.history.reserve(longest_gop + 1);
 
   // Where the camera is now: start_offset_s into its clip. Its timeline began at the latest
   // keyframe before that point; the units since are emitted at once (nobody watches yet), so the
@@ -85,9 +85,28 @@ std::uint32_t Impl::next_rtp_ts(const Stream& s) const {
   const Clip& c = *s.clip;
   return s.ts_base + static_cast<std::uint32_t>(s.loop * c.duration_90k() + c.units()[s.cursor].pts_90k + s.ts_jump);
 }
-std::uint16_t Impl::play_seq(const Stream& s) const { return s.gop.empty() ? s.next_seq : s.gop.front().first_seq; }
-std::uint32_t Impl::play_rtptime(const Stream& s) const {
-  return s.gop.empty() ? next_rtp_ts(s) : s.gop.front().rtp_ts;
+std::string Impl::play_rtp_info(Session& ses) {
+  Stream& s = *ses.stream;
+  if (ses.camera->faults.bogus_rtp_info) return "seq=0;rtptime=-1";  // Tapo's seq=0, OMNY's rtptime
+  if (ses.playing || s.history.empty())
+    return "seq=" + std::to_string(s.next_seq) + ";rtptime=" + std::to_string(next_rtp_ts(s));
+  const Emitted& key = s.history[s.key_at];
+  if (!ses.pinned) {
+    ses.pinned = true;
+    ++s.pins;
+  }
+  ses.pin_seq = key.first_seq;
+  return "seq=" + std::to_string(key.first_seq) + ";rtptime=" + std::to_string(key.rtp_ts);
+}
+
+void Impl::unpin(Session& ses) {
+  if (!ses.pinned) return;
+  ses.pinned = false;
+  Stream& s = *ses.stream;
+  if (--s.pins == 0 && s.key_at > 0) {
+    s.history.erase(s.history.begin(), s.history.begin() + std::ptrdiff_t(s.key_at));
+    s.key_at = 0;
+  }
 }
 
 void Impl::advance(Stream& s, std::int64_t now) {
@@ -123,8 +142,11 @@ void Impl::emit_unit(Stream& s, std::int64_t now) {
   const std::size_t count = send || e.annexb ? prepare(s, e, send) : u.packet_count;
   e.packets = static_cast<std::uint16_t>(count);
   s.next_seq = static_cast<std::uint16_t>(s.next_seq + count);
-  if (u.is_keyframe) s.gop.clear();
-  s.gop.push_back(e);
+  if (u.is_keyframe) {
+    if (s.pins == 0) s.history.clear();
+    s.key_at = s.history.size();
+  }
+  s.history.push_back(e);
   ++cam.stats.frames_emitted;
   s.sr_packets += static_cast<std::uint32_t>(count);
   s.sr_octets += u.payload_bytes;
@@ -396,19 +418,26 @@ void Impl::start_playing(Session& ses) {
   ses.playing = true;
   ses.waiting_keyframe = false;
   s.playing.push_back(&ses);
+  // Like a camera's live stream, a new client starts at the latest keyframe (the one its RTP-Info
+  // named): the GOP so far goes out at once, with the sequence numbers and timestamps it had on
+  // the camera's timeline.
+  std::size_t from = s.key_at;
+  if (ses.pinned)
+    for (std::size_t i = 0; i < s.history.size(); ++i)
+      if (s.history[i].first_seq == ses.pin_seq) from = i;
   const std::int64_t now = now_ns();
   if (now < s.camera->faults.stall_until_ns) {
     ses.waiting_keyframe = true;  // joined a stalled camera: the stream starts at a keyframe
-    return;
+  } else {
+    for (std::size_t i = from; i < s.history.size(); ++i) {
+      const Emitted e = s.history[i];
+      prepare(s, e, false);
+      build_wire(s, e, false);
+      send_prepared(s, e, &ses);
+    }
+    send_sender_report(s, &ses, now);
   }
-  // Like a camera's live stream, a new client starts at the latest keyframe: the GOP so far goes
-  // out at once, with the sequence numbers and timestamps it had on the camera's timeline.
-  for (const Emitted& e : s.gop) {
-    prepare(s, e, false);
-    build_wire(s, e, false);
-    send_prepared(s, e, &ses);
-  }
-  send_sender_report(s, &ses, now);
+  unpin(ses);
 }
 
 void Impl::stop_playing(Session& ses) {

@@ -213,9 +213,8 @@ bool VideoDepacketizer::append(ByteSpan data) {
     ++stats_.oversized_access_units;
     return fail("access unit larger than the configured limit (bytes or NAL units)");
   }
-  const std::size_t at = cur_.size();
-  cur_.resize(at + data.size());
-  std::memcpy(cur_.data() + at, data.data(), data.size());
+  // insert, not resize + memcpy: resize would zero-fill bytes about to be overwritten.
+  cur_.insert(cur_.end(), data.begin(), data.end());
   return true;
 }
 
