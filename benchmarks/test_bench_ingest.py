@@ -6,7 +6,7 @@ The cameras are served by `vmscore sim serve` in its own process, so its CPU is 
 read from /proc (user + system time of the measured processes over the same wall time).
 
 Run: pytest benchmarks/test_bench_ingest.py -s
-     VMSCORE_BENCH_STREAMS=16,100,250,500 for the scaling run (each count needs the camera server to
+     VMSCORE_BENCH_STREAMS=32,100,250,500 sets the scaling run (each count needs the camera server to
      keep up: its own CPU is reported so a saturated server is visible).
 """
 
@@ -29,8 +29,8 @@ from conftest import machine
 from vmscore.sim import write_clip
 
 SECONDS = float(os.environ.get("VMSCORE_BENCH_SECONDS", "20"))
-COMPARE_STREAMS = int(os.environ.get("VMSCORE_BENCH_COMPARE", "16"))
-SCALE = [int(n) for n in os.environ.get("VMSCORE_BENCH_STREAMS", "16,100").split(",")]
+COMPARE_STREAMS = int(os.environ.get("VMSCORE_BENCH_COMPARE", "32"))
+SCALE = [int(n) for n in os.environ.get("VMSCORE_BENCH_STREAMS", "32,100,250,500").split(",")]
 TICKS = os.sysconf("SC_CLK_TCK")
 
 
