@@ -487,6 +487,10 @@ void Impl::detach_sessions(Connection& c) {
   for (Session* s : list) {
     s->conn = nullptr;
     if (s->stale) continue;  // an old stale session passing through: it waits for the next one
+    // A UDP session outlives its RTSP connection (RFC 2326 §3.4) until TEARDOWN or its timeout,
+    // as on real cameras: a client that drops the connection without TEARDOWN keeps costing the
+    // camera a session slot.
+    if (!s->tcp) continue;
     Camera* cam = s->camera;
     if (s->tcp && s->playing && cam && cam->faults.live555_stale_s > 0) {
       // live555 before 2017.06.04 keeps a TCP session whose connection died without TEARDOWN,
