@@ -6,8 +6,8 @@ The cameras are served by `vmscore sim serve` in its own process, so its CPU is 
 read from /proc (user + system time of the measured processes over the same wall time).
 
 Run: pytest benchmarks/test_bench_ingest.py -s
-     VMSCORE_BENCH_STREAMS=32,100,250,500 sets the scaling run (each count needs the camera server to
-     keep up: its own CPU is reported so a saturated server is visible).
+     VMSCORE_BENCH_STREAMS=32,100,250,500 sets the scaling run (each count needs the camera
+     server to keep up: its own CPU is reported so a saturated server is visible).
 """
 
 from __future__ import annotations
