@@ -15,6 +15,7 @@ from typing import Literal
 import av
 import numpy as np
 import pytest
+
 from vmscore.sim.encode import EncodedStream, encode_frames
 
 DATA = Path(__file__).parent / "data"
