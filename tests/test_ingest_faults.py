@@ -423,3 +423,33 @@ def test_removing_a_stream_tears_its_session_down(clip_h264: EncodedStream, tran
             time.sleep(0.05)
         stats = s.stats("cam")
     assert stats.clients == 0 and stats.sessions_timed_out == 0
+
+
+@pytest.mark.parametrize("transport", ["tcp", "udp"])
+def test_keepalives_hold_a_session_with_a_short_timeout(
+    clip_h264: EncodedStream, transport: str
+) -> None:
+    # The camera ends sessions that say nothing for 3 s (over UDP the media flows the other way
+    # and does not count): keepalives at half the timeout keep it.
+    with CameraServer(session_timeout_s=3) as s, vmscore.IngestEngine() as engine:
+        s.add_camera("cam", clip_h264)
+        engine.add_stream("cam", s.url("cam"), transport=transport)  # type: ignore[arg-type]
+        got = collect(engine, seconds=8)
+        stats = s.stats("cam")
+        ours = engine.stats("cam")
+    assert stats.sessions_timed_out == 0 and ours.reconnects == 0
+    assert len(of("cam", got)) >= 100
+
+
+def test_basic_authentication(clip_h264: EncodedStream) -> None:
+    with (
+        CameraServer(username="admin", password="pw", auth="basic") as s,
+        vmscore.IngestEngine() as engine,
+    ):
+        s.add_camera("cam", clip_h264)
+        engine.add_stream("ok", s.url("cam"), username="admin", password="pw")
+        engine.add_stream("bad", s.url("cam"), username="admin", password="nope")
+        got = collect(engine, seconds=3)
+        bad = engine.stats("bad")
+    assert len(of("ok", got)) > 20 and not of("bad", got)
+    assert "wrong user name or password" in bad.last_error

@@ -678,8 +678,9 @@ class SessionImpl : public EventLoop::Handler, public EventLoop::Ticker {
     const std::int64_t now = loop_.now_ns();
     last_media_ns_ = now;
     playing_since_ns_ = now;
-    const std::int64_t interval_s = std::max<std::int64_t>(5, std::min<std::int64_t>(timeout_s_ ? timeout_s_ : 60, 60) / 2);
-    keepalive_interval_ns_ = interval_s * 1000 * kMs;
+    // Half the session timeout, capped at 30 s for NAT boxes with short timeouts (retina).
+    const std::int64_t timeout_ms = std::int64_t(std::min<std::uint32_t>(timeout_s_ ? timeout_s_ : 60, 60)) * 1000;
+    keepalive_interval_ns_ = std::max<std::int64_t>(500, timeout_ms / 2) * kMs;
     next_keepalive_ns_ = now + keepalive_interval_ns_;
     next_report_ns_ = now + kReceiverReportNs;
     {
@@ -1081,7 +1082,7 @@ class SessionImpl : public EventLoop::Handler, public EventLoop::Ticker {
     }
     if (!config_.tcp && now >= next_report_ns_) {
       for (auto& t : tracks_) send_receiver_report(*t);
-      next_report_ns_ = now + kReceiverReportNs;
+      next_report_ns_ = now + std::min(kReceiverReportNs, keepalive_interval_ns_);
     }
     // A session that has played for a while earns a fresh backoff.
     if (now - playing_since_ns_ > 30'000 * kMs) backoff_ns_ = config_.reconnect_min_ms * kMs;
