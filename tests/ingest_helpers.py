@@ -132,8 +132,10 @@ def decode_units(units: list[vmscore.AccessUnit]) -> list[np.ndarray]:
     return frames
 
 
-def decode_file(data: bytes, codec: str) -> list[np.ndarray]:
-    with av.open(io.BytesIO(data), mode="r", format="h264" if codec == "h264" else "hevc") as c:
+def decode_file(data: bytes, codec: str, container: str | None = None) -> list[np.ndarray]:
+    """Decodes an elementary stream (or, with `container`, a file of that format) with FFmpeg."""
+    fmt = container or ("h264" if codec == "h264" else "hevc")
+    with av.open(io.BytesIO(data), mode="r", format=fmt) as c:
         return [f.to_ndarray(format="gray") for f in c.decode(video=0)]
 
 

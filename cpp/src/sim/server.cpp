@@ -161,6 +161,11 @@ Impl::Impl(ServerOptions options)
   loop_.watch(udp_rtp_fd_, EPOLLIN, &fd_handler_);
   loop_.watch(udp_rtcp_fd_, EPOLLIN, &fd_handler_);
   loop_.add_ticker(this);
+}
+
+// Not in the constructor: the thread calls virtual functions of the complete object, which a
+// derived class's constructor is still writing (ThreadSanitizer caught the vtable race).
+void Impl::start() {
   running_ = true;
   thread_ = std::thread(&Impl::thread_main, this);
 }
@@ -745,8 +750,13 @@ class CameraServer::Impl : public detail::Impl {
   using detail::Impl::Impl;
 };
 
-CameraServer::CameraServer(ServerOptions options) : impl_(std::make_unique<Impl>(std::move(options))) {}
-CameraServer::~CameraServer() = default;
+CameraServer::CameraServer(ServerOptions options) : impl_(std::make_unique<Impl>(std::move(options))) {
+  impl_->start();
+}
+// The thread stops before destruction begins, for the same reason start() is not in the constructor.
+CameraServer::~CameraServer() {
+  if (impl_) impl_->close();
+}
 
 std::uint16_t CameraServer::port() const { return impl_->port(); }
 const std::string& CameraServer::host() const { return impl_->options().host; }

@@ -310,6 +310,7 @@ class Impl : public engine::EventLoop::Ticker {
 
  private:
   friend struct Connection;
+  void start();  // runs the loop thread; called once the object is fully constructed
   void thread_main();
   void emit_unit(Stream& s, std::int64_t now);
   std::size_t prepare(Stream& s, const Emitted& e, bool live);
