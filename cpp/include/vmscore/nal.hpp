@@ -57,6 +57,10 @@ struct NalRange {
   std::size_t size = 0;
 };
 
+// Offset of the first 00 00 01 at or after `from`, or data.size() when there is none. Vectorised
+// (SSE2, the x86-64 baseline); emulation prevention guarantees the pattern never occurs inside a unit.
+std::size_t find_start_code(ByteSpan data, std::size_t from = 0);
+
 // Annex-B: appends the NAL units between start codes (00 00 01, with any leading zeros) to `out`.
 // Zero bytes before a start code (trailing_zero_8bits) belong to no unit; empty units are skipped.
 // Data that does not begin with a start code (after leading zero bytes) is rejected.

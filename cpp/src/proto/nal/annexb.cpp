@@ -11,10 +11,7 @@
 #include "vmscore/nal.hpp"
 
 namespace vms {
-namespace {
 
-// Position of the next 00 00 01 at or after `from`, or data.size() when there is none. Emulation
-// prevention guarantees the pattern never occurs inside a unit, so this is the whole scan.
 std::size_t find_start_code(ByteSpan data, std::size_t from) {
   const std::uint8_t* p = data.data();
   const std::size_t n = data.size();
@@ -40,6 +37,8 @@ std::size_t find_start_code(ByteSpan data, std::size_t from) {
     if (p[i + 2] == 1 && p[i + 1] == 0 && p[i] == 0) return i;
   return n;
 }
+
+namespace {
 
 // Calls fn(offset, size) for each non-empty unit between start codes. Zero bytes before a start
 // code (trailing_zero_8bits, or the first byte of a 4-byte start code) belong to no unit.

@@ -10,33 +10,14 @@
 #include <algorithm>
 #include <cstring>
 #include <limits>
-#include <stdexcept>
-
 #include "vmscore/depacketize.hpp"
 #include "vmscore/error.hpp"
 
 namespace vms::rtp {
 namespace {
 
-// Offset of the next 00 00 01 at or after `from`, or `n`. A start code starts with a zero byte, so an
-// 8-byte block without a zero byte cannot hold the beginning of one; compressed data rarely has
-// zero bytes, so the scan mostly moves 8 bytes per step.
 std::size_t find_start_code(const std::uint8_t* p, std::size_t n, std::size_t from) {
-  constexpr std::uint64_t kOnes = 0x0101010101010101ull;
-  constexpr std::uint64_t kHighs = 0x8080808080808080ull;
-  std::size_t i = from;
-  while (i + 8 <= n) {
-    std::uint64_t v;
-    std::memcpy(&v, p + i, 8);
-    if (((v - kOnes) & ~v & kHighs) != 0) {
-      for (std::size_t j = i; j < i + 8 && j + 2 < n; ++j)
-        if (p[j] == 0 && p[j + 1] == 0 && p[j + 2] == 1) return j;
-    }
-    i += 8;
-  }
-  for (; i + 2 < n; ++i)
-    if (p[i] == 0 && p[i + 1] == 0 && p[i + 2] == 1) return i;
-  return n;
+  return vms::find_start_code(ByteSpan(p, n), from);
 }
 
 bool starts_with_start_code(ByteSpan d) {
