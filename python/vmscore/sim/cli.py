@@ -5,6 +5,8 @@ from __future__ import annotations
 import re
 import sys
 from collections import Counter
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Annotated
 
@@ -52,6 +54,25 @@ def parse_bitrate(text: str, option: str) -> int:
     if value < 10_000:
         raise typer.BadParameter(f"{text} is below 10 kbit/s", param_hint=option)
     return round(value)
+
+
+@contextmanager
+def render_progress(label: str, console: Console) -> Iterator[Callable[[int, int], None]]:
+    """A transient progress bar; yields the on_frame(done, total) callback that advances it."""
+    with Progress(
+        TextColumn(label),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeRemainingColumn(),
+        console=console,
+        transient=True,
+    ) as progress:
+        task = progress.add_task("render", total=None)
+
+        def on_frame(done: int, total: int) -> None:
+            progress.update(task, completed=done, total=total)
+
+        yield on_frame
 
 
 def _rate(bps: float) -> str:
@@ -125,19 +146,7 @@ def write_cmd(
     rate = parse_bitrate(bitrate, "--bitrate")
     sub_rate = parse_bitrate(sub_bitrate, "--sub-bitrate")
 
-    with Progress(
-        TextColumn(f"[bold]{scene}[/]"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TimeRemainingColumn(),
-        console=_console,
-        transient=True,
-    ) as progress:
-        task = progress.add_task("render", total=None)
-
-        def on_frame(done: int, total: int) -> None:
-            progress.update(task, completed=done, total=total)
-
+    with render_progress(f"[bold]{scene}[/]", _console) as on_frame:
         info = write_clip(
             out,
             scene,
@@ -257,19 +266,7 @@ def serve_cmd(
             else parse_size(sub_size, "--sub-size")
         )
         rate = parse_bitrate(bitrate, "--bitrate") if bitrate is not None else None
-        with Progress(
-            TextColumn(f"[bold]{scene}[/] {wh[0]}x{wh[1]}"),
-            BarColumn(),
-            MofNCompleteColumn(),
-            TimeRemainingColumn(),
-            console=err,
-            transient=True,
-        ) as progress:
-            task = progress.add_task("render", total=None)
-
-            def on_frame(done: int, total: int) -> None:
-                progress.update(task, completed=done, total=total)
-
+        with render_progress(f"[bold]{scene}[/] {wh[0]}x{wh[1]}", err) as on_frame:
             main, sub = render_scene_streams(
                 scene,
                 seconds=seconds,
