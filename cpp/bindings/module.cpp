@@ -12,4 +12,5 @@ PYBIND11_MODULE(_core, m) {
   vms::bind::register_rtp(m);
   vms::bind::register_rtsp(m);
   vms::bind::register_camera_server(m);
+  vms::bind::register_record(m);
 }
