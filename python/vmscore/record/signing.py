@@ -34,8 +34,8 @@ manifest is a JSON object::
   bytes*: the manifest object without its ``signature`` member, serialised as JSON with object keys
   sorted, no whitespace, non-ASCII characters as themselves and the minimal escapes (``\\"``,
   ``\\\\``, ``\\b \\f \\n \\r \\t``, other control characters as ``\\u00xx``), encoded as UTF-8.
-  The manifest holds only strings, integers, lists and objects, so this is RFC 8785 (JSON
-  Canonicalization Scheme) and any language can reproduce it.
+  The manifest holds only strings, integers (0 to 2**53 - 1), lists and objects, and its keys are
+  ASCII, so this is RFC 8785 (JSON Canonicalization Scheme) and any language can reproduce it.
 
 A manifest with members that are unknown, missing or of the wrong type is malformed. The
 manifest file itself may be formatted in any way; only its content is signed.
@@ -104,7 +104,8 @@ BLOCK_SIZE = 1 << 20
 
 _MAX_KEY_FILE = 64 << 10
 _MAX_MANIFEST = 256 << 20
-_MAX_WALL_US = 253_402_300_799_999_999  # 9999-12-31T23:59:59.999999Z
+_MAX_INT = 2**53 - 1  # integers stay exact as JSON numbers in every language (and in RFC 8785)
+_MAX_WALL_US = _MAX_INT  # 2255-06-05
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
@@ -334,7 +335,7 @@ class FileDigest(_Strict):
     """What the exported file was: its name, size and SHA-256, whole and per block."""
 
     name: _Text
-    size: Annotated[int, Field(ge=0)]
+    size: Annotated[int, Field(ge=0, le=_MAX_INT)]
     sha256: _Hex256
     block_size: Annotated[int, Field(ge=4096, le=64 << 20)]
     block_sha256: list[_Hex256]
@@ -372,7 +373,7 @@ class ExportKey(_Strict):
     """The public half of the key that signed the manifest."""
 
     algorithm: Literal["Ed25519"]
-    public_key: str
+    public_key: Annotated[str, StringConstraints(max_length=10_000)]
     fingerprint: Annotated[str, StringConstraints(pattern=r"^[0-9a-f]{16}$")]
 
     @model_validator(mode="after")
