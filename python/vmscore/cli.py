@@ -5,6 +5,7 @@ from __future__ import annotations
 import typer
 
 import vmscore
+from vmscore.record.cli import keys_app, verify_cmd
 from vmscore.sim.cli import app as sim_app
 
 app = typer.Typer(
@@ -14,6 +15,8 @@ app = typer.Typer(
     add_completion=False,
 )
 app.add_typer(sim_app, name="sim")
+app.command("verify")(verify_cmd)
+app.add_typer(keys_app, name="keys")
 
 
 def _version(value: bool) -> None:

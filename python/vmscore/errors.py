@@ -9,6 +9,7 @@ from __future__ import annotations
 
 __all__ = [
     "BitstreamError",
+    "KeyFileError",
     "MuxError",
     "ParametersChangedError",
     "StorageError",
@@ -34,3 +35,7 @@ class ParametersChangedError(MuxError):
 
 class StorageError(VmsError, OSError):
     """Reading or writing recordings failed (a full disk, a vanished directory, ...)."""
+
+
+class KeyFileError(VmsError, ValueError):
+    """A key file is unusable: corrupt, the wrong kind of key, or readable by others."""
