@@ -63,9 +63,9 @@ def decoded_frames(path: Path) -> int:
         return sum(1 for _ in container.decode(video=0))
 
 
-def check_recording(recorder: Recorder, r: Recording) -> None:
-    """The index row describes the file exactly, and the file decodes fully."""
-    path = recorder.path_of(r)
+def check_recording(root: Path, r: Recording) -> None:
+    """The index row describes the file under storage ``root`` exactly; the file decodes fully."""
+    path = root / r.path
     assert path.is_file(), f"{r.path} is indexed but missing"
     data = path.read_bytes()
     assert len(data) == r.bytes, f"{r.path}: {len(data)} bytes on disk, {r.bytes} indexed"

@@ -40,7 +40,7 @@ def test_continuous_segments_rotate_at_keyframes_and_are_indexed(
         rec.flush()
         rows = rec.recordings("cam1")
     for r in rows:
-        check_recording(rec, r)
+        check_recording(tmp_path / "disk1", r)
         # One directory per camera and day; rotated at the first keyframe after the target.
         day = time.strftime("%Y-%m-%d", time.gmtime(r.start_wall_us / SEC))
         assert r.path.startswith(f"cam1/{day}/") and r.path.endswith("-main.mp4")
@@ -106,7 +106,7 @@ def test_event_recording_starts_exactly_at_the_keyframe_before_pre_roll(
         events = rec.events("cam1")
     assert len(rows) == 1
     r = rows[0]
-    check_recording(rec, r)
+    check_recording(tmp_path / "disk1", r)
     assert r.start_wall_us == expected_first.wall_time_us
     assert r.start_90k == expected_first.dts_90k
     assert r.end_reason == "event_end"
@@ -146,7 +146,7 @@ def test_camera_disconnect_closes_the_segment_and_records_a_gap(
         rows = rec.recordings("cam1")
         gaps = rec.gaps("cam1")
     assert rows[0].end_reason == "camera_disconnected"
-    check_recording(rec, rows[0])
+    check_recording(tmp_path / "disk1", rows[0])
     assert gaps[0].reason == "camera disconnected"
     assert gaps[0].start_wall_us == pytest.approx(rows[0].end_wall_us, abs=100_000)
     assert any(n.kind == "gap" for n in notices)
@@ -270,7 +270,7 @@ def test_full_disk_raises_an_event_and_recording_resumes_when_space_returns(
     rows = index.recordings("cam1")
     index.close()
     for r in rows:
-        check_recording(rec, r)
+        check_recording(small_tmpfs, r)
     assert {r.path for r in rows} == {
         p.relative_to(small_tmpfs).as_posix() for p in small_tmpfs.rglob("*.mp4")
     }
