@@ -10,6 +10,7 @@ from __future__ import annotations
 __all__ = [
     "BitstreamError",
     "MuxError",
+    "NoFootageError",
     "ParametersChangedError",
     "StorageError",
     "VmsError",
@@ -30,6 +31,10 @@ class MuxError(VmsError, ValueError):
 
 class ParametersChangedError(MuxError):
     """In-band parameter sets differ from the init segment's: start a new file with this unit."""
+
+
+class NoFootageError(VmsError, LookupError):
+    """An export's time range holds no recorded video."""
 
 
 class StorageError(VmsError, OSError):
