@@ -4,8 +4,6 @@
 // a file that is not a segment (a missing or broken init segment).
 #pragma once
 
-#include <sys/types.h>
-
 #include <cstdint>
 #include <string>
 
@@ -59,12 +57,18 @@ class FileSource final : public fmp4::ByteSource {
   std::uint64_t window_at_ = 0;
 };
 
-// What identifies a file across a rename or replacement.
+// What tells a file from another one put in its place: the inode, and its birth time where the
+// filesystem keeps one (a deleted file's inode number is soon reused).
 struct FileIdentity {
-  dev_t device = 0;
-  ino_t inode = 0;
+  std::uint64_t device = 0;
+  std::uint64_t inode = 0;
+  std::int64_t born_s = 0;
+  std::uint32_t born_ns = 0;
   bool operator==(const FileIdentity&) const = default;
 };
+
+// The identity of an open file, and its size; IoError naming `what` when it is no regular file.
+FileIdentity identity_of(int fd, const std::string& what, std::uint64_t* size = nullptr);
 
 struct ScannedFile {
   fmp4::SegmentScan scan;

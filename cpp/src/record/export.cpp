@@ -2,7 +2,6 @@
 #include "vmscore/export.hpp"
 
 #include <fcntl.h>
-#include <sys/stat.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -48,15 +47,22 @@ void pwrite_all(int fd, const std::uint8_t* p, std::uint64_t n, std::uint64_t of
   }
 }
 
-// One sample of a scanned segment on the export's timeline.
+// Frames whose presentation comes this long after their decode time are found past the end.
+constexpr std::int64_t kReorderLookahead = 90000;
+
+// One sample of a scanned segment on the export's timeline. A sample's time is its decode time;
+// it is presented at t + shown, where `shown` is its composition offset less that of its segment's
+// first sample (a keyframe): so a keyframe is shown at its time, and with B-frames the others in
+// display order after it.
 struct Candidate {
   std::uint32_t segment;  // index into the scanned segments
   std::uint32_t size;
   std::uint32_t natural;  // its duration inside its segment
-  std::int32_t composition_offset;
   bool keyframe;
+  std::int64_t shown;
   std::uint64_t offset;  // in its file
   std::int64_t t;        // ticks from the requested start
+  std::int64_t presented() const { return t + shown; }
 };
 
 struct Scanned {
@@ -109,10 +115,12 @@ ExportPlan::ExportPlan(const std::vector<ExportSegment>& segments, std::int64_t 
 
     std::int64_t offset = us_to_ticks(rel_us);
     if (!all.empty()) offset = std::max(offset, prev_end);  // overlapping: moved after the previous
+    const std::int64_t delay = file.scan.samples.front().composition_offset_90k;
     for (const fmp4::SegmentSample& x : file.scan.samples) {
       std::int64_t t = offset + x.dts_90k;
       if (!all.empty() && t <= prev_t) t = prev_t + 1;
-      all.push_back({index, x.size, x.duration_90k, x.composition_offset_90k, x.keyframe, x.offset, t});
+      all.push_back({index, x.size, x.duration_90k, x.keyframe, x.composition_offset_90k - delay,
+                     x.offset, t});
       prev_t = t;
     }
     prev_end = prev_t + std::max<std::int64_t>(all.back().natural, 1);
@@ -140,8 +148,19 @@ ExportPlan::ExportPlan(const std::vector<ExportSegment>& segments, std::int64_t 
                          " segments given");
   const auto before_end = std::lower_bound(all.begin(), all.end(), end_ticks,
                                            [](const Candidate& c, std::int64_t v) { return c.t < v; });
-  const std::size_t last = static_cast<std::size_t>(before_end - all.begin() - 1);
+  std::size_t last = static_cast<std::size_t>(before_end - all.begin() - 1);
+  // With B-frames, a frame decoded after the end may still be shown before it.
+  for (std::size_t i = last + 1; i < all.size() && all[i].t < end_ticks + kReorderLookahead; ++i)
+    if (all[i].presented() < end_ticks && all[i].segment == all[last].segment) last = i;
   const auto begin = static_cast<std::size_t>(first);
+  std::int64_t play_end = play_start, earliest = 0;
+  for (std::size_t i = begin; i <= last; ++i) {
+    play_end = std::max(play_end, all[i].presented() + std::max<std::int64_t>(all[i].natural, 1));
+    earliest = std::min(earliest, all[i].shown);
+  }
+  play_end = std::min(play_end, end_ticks);
+  // Composition offsets in the output: never negative, the keyframes' the same everywhere.
+  const std::int64_t delay = -earliest;
 
   // Sample tables, chunks (one per segment) and slices (runs of contiguous file bytes).
   mp4::Movie movie;
@@ -151,13 +170,20 @@ ExportPlan::ExportPlan(const std::vector<ExportSegment>& segments, std::int64_t 
   std::uint64_t payload = 0;
   for (std::size_t i = begin; i <= last; ++i) {
     const Candidate& c = all[i];
-    std::int64_t duration = i < last ? all[i + 1].t - c.t
-                                     : std::max<std::int64_t>(1, std::min<std::int64_t>(c.natural, end_ticks - c.t));
+    std::int64_t duration = c.natural;
+    if (i < last)
+      duration = all[i + 1].t - c.t;
+    else if (c.t < play_end)
+      duration = std::min<std::int64_t>(duration, play_end - c.t);
+    duration = std::max<std::int64_t>(duration, 1);
     if (duration > std::int64_t(std::numeric_limits<std::uint32_t>::max()))
       throw MuxError("a gap of more than 13 hours between segments does not fit one MP4 sample "
                      "duration: export the parts separately");
-    movie.samples.push_back({c.size, static_cast<std::uint32_t>(duration), c.composition_offset,
-                             c.keyframe});
+    const std::int64_t composition = c.shown + delay;
+    if (composition > std::numeric_limits<std::int32_t>::max())
+      throw MuxError("composition offsets too far apart to share one exported track");
+    movie.samples.push_back({c.size, static_cast<std::uint32_t>(duration),
+                             static_cast<std::int32_t>(composition), c.keyframe});
     if (source_of[c.segment] < 0) {
       const Scanned& s = scanned[c.segment];
       source_of[c.segment] = static_cast<std::int32_t>(sources_.size());
@@ -184,9 +210,8 @@ ExportPlan::ExportPlan(const std::vector<ExportSegment>& segments, std::int64_t 
   movie.display_width = head_track.display_width;
   movie.display_height = head_track.display_height;
   const std::int64_t lead_in = play_start - all[begin].t;
-  const std::int64_t play_end = all[last].t + movie.samples.back().duration;
-  movie.edit_media_time =
-      static_cast<std::uint64_t>(std::max<std::int64_t>(0, lead_in + all[begin].composition_offset));
+  // The keyframe is shown at composition time `delay`; playback starts `lead_in` after it.
+  movie.edit_media_time = static_cast<std::uint64_t>(lead_in + delay);
   movie.edit_duration = static_cast<std::uint64_t>(play_end - play_start);
 
   header_ = mp4::make_progressive_header(movie);
@@ -209,9 +234,7 @@ ExportPlan::ExportPlan(const std::vector<ExportSegment>& segments, std::int64_t 
 UniqueFd ExportPlan::open_source(std::size_t i) const {
   const Source& s = sources_[i];
   UniqueFd fd = open_for_reading(s.path);
-  struct stat st;
-  if (::fstat(fd.get(), &st) != 0) fail("cannot stat " + s.path, errno);
-  if (FileIdentity{st.st_dev, st.st_ino} != s.identity)
+  if (identity_of(fd.get(), s.path) != s.identity)
     throw IoError(s.path + " was replaced since the export was planned", ESTALE);
   return fd;
 }

@@ -79,14 +79,28 @@ ByteSpan FileSource::read(std::uint64_t offset, std::size_t n) {
   return ByteSpan(window_).first(n);
 }
 
+FileIdentity identity_of(int fd, const std::string& what, std::uint64_t* size) {
+  struct statx st;
+  if (::statx(fd, "", AT_EMPTY_PATH, STATX_TYPE | STATX_INO | STATX_SIZE | STATX_BTIME, &st) != 0)
+    fail("cannot stat " + what, errno);
+  if (!S_ISREG(st.stx_mode)) throw IoError(what + " is not a regular file", EINVAL);
+  if (size) *size = st.stx_size;
+  FileIdentity id;
+  id.device = (std::uint64_t(st.stx_dev_major) << 32) | st.stx_dev_minor;
+  id.inode = st.stx_ino;
+  if (st.stx_mask & STATX_BTIME) {
+    id.born_s = st.stx_btime.tv_sec;
+    id.born_ns = st.stx_btime.tv_nsec;
+  }
+  return id;
+}
+
 ScannedFile scan_segment_file(const std::string& path, bool with_samples) {
   const UniqueFd fd = open_for_reading(path);
-  struct stat st;
-  if (::fstat(fd.get(), &st) != 0) fail("cannot stat " + path, errno);
-  if (!S_ISREG(st.st_mode)) throw IoError(path + " is not a regular file", EINVAL);
-  FileSource source(fd.get(), static_cast<std::uint64_t>(st.st_size), path);
+  std::uint64_t size = 0;
   ScannedFile out;
-  out.identity = {st.st_dev, st.st_ino};
+  out.identity = identity_of(fd.get(), path, &size);
+  FileSource source(fd.get(), size, path);
   try {
     out.scan = fmp4::scan_segment(source, with_samples);
   } catch (const BitstreamError& e) {

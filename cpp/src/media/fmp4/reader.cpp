@@ -574,14 +574,19 @@ SegmentScan scan_segment(ByteSource& source, bool with_samples) {
   out.file_size = source.size();
   // ftyp and moov headers first, so exactly the init segment is read, and a huge one is refused.
   std::uint64_t head = 0;
-  for (int box = 0; box < 2 && head < out.file_size; ++box) {
+  for (const std::uint32_t type : {fourcc("ftyp"), fourcc("moov")}) {
+    if (head >= out.file_size) break;
     const std::uint64_t avail = out.file_size - head;
     const auto h = read_box_header(source.read(head, static_cast<std::size_t>(std::min<std::uint64_t>(avail, 16))));
     if (!h) break;
-    head = h->size > kMaxInitBytes ? kMaxInitBytes + 1 : head + h->size;
+    if (h->type != type) {
+      head += 16;  // enough for parse_init_segment to name what it found instead
+      break;
+    }
+    if (h->size > kMaxInitBytes - head)
+      throw BitstreamError("init segment: larger than " + std::to_string(kMaxInitBytes) + " bytes");
+    head += h->size;
   }
-  if (head > kMaxInitBytes)
-    throw BitstreamError("init segment: larger than " + std::to_string(kMaxInitBytes) + " bytes");
   InitSegment init = parse_init_segment(source.read(0, static_cast<std::size_t>(std::min(head, out.file_size))));
   if (init.track.timescale != kTimescale)
     throw BitstreamError("init segment: timescale " + std::to_string(init.track.timescale) +
