@@ -6,7 +6,18 @@ from __future__ import annotations
 import struct
 from dataclasses import dataclass, field
 
-CONTAINERS = {b"moov", b"trak", b"mdia", b"minf", b"stbl", b"mvex", b"moof", b"traf", b"dinf"}
+CONTAINERS = {
+    b"moov",
+    b"trak",
+    b"edts",
+    b"mdia",
+    b"minf",
+    b"stbl",
+    b"mvex",
+    b"moof",
+    b"traf",
+    b"dinf",
+}
 
 
 @dataclass

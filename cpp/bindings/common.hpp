@@ -59,6 +59,7 @@ constexpr std::size_t kReleaseGilBytes = 64 * 1024;
 void register_errors(py::module_& m);
 void register_nal(py::module_& m);
 void register_fmp4(py::module_& m);
+void register_export(py::module_& m);
 void register_ingest(py::module_& m);
 void register_rtp(py::module_& m);
 void register_system(py::module_& m);

@@ -8,6 +8,7 @@ PYBIND11_MODULE(_core, m) {
   vms::bind::register_system(m);
   vms::bind::register_nal(m);
   vms::bind::register_fmp4(m);
+  vms::bind::register_export(m);
   vms::bind::register_ingest(m);
   vms::bind::register_rtp(m);
   vms::bind::register_rtsp(m);

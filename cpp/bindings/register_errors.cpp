@@ -32,6 +32,8 @@ void register_errors(py::module_&) {
       raise_as("MuxError", e.what());
     } catch (const BitstreamError& e) {
       raise_as("BitstreamError", e.what());
+    } catch (const NoFootageError& e) {
+      raise_as("NoFootageError", e.what());
     } catch (const IoError& e) {
       // OSError(errno, strerror) fills .errno and .strerror, as callers of os functions expect.
       py::object err = error_class("StorageError")(e.errno_value(), e.what());

@@ -9,6 +9,7 @@ from __future__ import annotations
 from vmscore.errors import (
     BitstreamError,
     MuxError,
+    NoFootageError,
     ParametersChangedError,
     StorageError,
     VmsError,
@@ -16,12 +17,16 @@ from vmscore.errors import (
 
 try:
     from vmscore._core import (
+        SEGMENT_METADATA_UUID,
         AccessUnit,
+        ExportPlan,
         Fmp4Muxer,
         Fmp4Writer,
         FragmentInfo,
         IngestEngine,
         NalUnit,
+        SegmentSample,
+        SegmentScan,
         Sps,
         StreamEvent,
         StreamStats,
@@ -35,6 +40,9 @@ try:
         nal_units,
         parameter_sets,
         parse_sps,
+        scan_segment,
+        scan_segment_bytes,
+        segment_metadata_box,
         simd_detected,
         simd_level,
     )
@@ -46,15 +54,20 @@ except ImportError as exc:  # pragma: no cover - only on a broken install
     ) from exc
 
 __all__ = [
+    "SEGMENT_METADATA_UUID",
     "AccessUnit",
     "BitstreamError",
+    "ExportPlan",
     "Fmp4Muxer",
     "Fmp4Writer",
     "FragmentInfo",
     "IngestEngine",
     "MuxError",
     "NalUnit",
+    "NoFootageError",
     "ParametersChangedError",
+    "SegmentSample",
+    "SegmentScan",
     "Sps",
     "StorageError",
     "StreamEvent",
@@ -70,6 +83,9 @@ __all__ = [
     "nal_units",
     "parameter_sets",
     "parse_sps",
+    "scan_segment",
+    "scan_segment_bytes",
+    "segment_metadata_box",
     "simd_detected",
     "simd_level",
 ]

@@ -11,6 +11,7 @@ __all__ = [
     "BitstreamError",
     "KeyFileError",
     "MuxError",
+    "NoFootageError",
     "ParametersChangedError",
     "StorageError",
     "VmsError",
@@ -31,6 +32,10 @@ class MuxError(VmsError, ValueError):
 
 class ParametersChangedError(MuxError):
     """In-band parameter sets differ from the init segment's: start a new file with this unit."""
+
+
+class NoFootageError(VmsError, LookupError):
+    """An export's time range holds no recorded video."""
 
 
 class StorageError(VmsError, OSError):

@@ -26,6 +26,12 @@ class ParametersChangedError : public MuxError {
   using MuxError::MuxError;
 };
 
+// An export's time range holds no recorded video.
+class NoFootageError : public std::runtime_error {
+ public:
+  using std::runtime_error::runtime_error;
+};
+
 // A system call on a file or socket failed; errno_value keeps the cause.
 class IoError : public std::runtime_error {
  public:

@@ -1,16 +1,12 @@
 // The fMP4 init segment: ftyp + moov for one video track (ISO/IEC 14496-12 §4.3, §8.2-8.8,
 // §12.1.3 VisualSampleEntry; ISO/IEC 14496-15 sample entries avc1 / hvc1). Sample tables are empty
 // and mvex/trex is present, as the MSE byte-stream format requires.
+#include "media/boxes.hpp"
 #include "vmscore/error.hpp"
 #include "vmscore/fmp4.hpp"
 
 namespace vms::fmp4 {
 namespace {
-
-void unity_matrix(ByteWriter& w) {
-  static constexpr std::uint32_t kMatrix[9] = {0x00010000, 0, 0, 0, 0x00010000, 0, 0, 0, 0x40000000};
-  for (std::uint32_t v : kMatrix) w.u32(v);
-}
 
 void visual_sample_entry(ByteWriter& w, const ParameterSets& ps, const SpsInfo& sps) {
   // hvc1/avc1 (not hev1/avc3): parameter sets only in the configuration record, which Safari needs.
@@ -65,68 +61,28 @@ Bytes make_init_segment(const ParameterSets& ps) {
   w.end_box(ftyp);
 
   const std::size_t moov = w.begin_box("moov");
-  const std::size_t mvhd = w.begin_full_box("mvhd", 0, 0);
-  w.u32(0);  // creation_time
-  w.u32(0);  // modification_time
-  w.u32(kTimescale);
-  w.u32(0);           // duration: unknown, fragments follow
-  w.u32(0x00010000);  // rate 1.0
-  w.u16(0x0100);      // volume 1.0
-  w.zeros(10);
-  unity_matrix(w);
-  w.zeros(24);  // pre_defined
-  w.u32(2);     // next_track_ID
+  // Durations unknown (0): fragments follow.
+  const std::size_t mvhd = media::begin_timed_box(w, "mvhd", 0, kTimescale, 0);
+  media::mvhd_rest(w);
   w.end_box(mvhd);
 
   const std::size_t trak = w.begin_box("trak");
-  const std::size_t tkhd = w.begin_full_box("tkhd", 0, 0x000003);  // enabled, in movie
-  w.u32(0);
-  w.u32(0);
-  w.u32(1);  // track_ID
-  w.u32(0);
-  w.u32(0);  // duration
-  w.zeros(8);
-  w.u16(0);  // layer
-  w.u16(0);  // alternate_group
-  w.u16(0);  // volume (video)
-  w.u16(0);
-  unity_matrix(w);
+  const std::size_t tkhd = media::begin_timed_box(w, "tkhd", 0x000003, 1, 0);  // enabled, in movie
   // Presentation size: the picture stretched by its sample aspect ratio.
   std::uint64_t display_width = sps.width;
   if (sps.sar_width != 0 && sps.sar_height != 0)
     display_width = (std::uint64_t(sps.width) * sps.sar_width + sps.sar_height / 2) / sps.sar_height;
-  w.u32(static_cast<std::uint32_t>(display_width << 16));
-  w.u32(sps.height << 16);
+  media::tkhd_rest(w, static_cast<std::uint32_t>(display_width << 16), sps.height << 16);
   w.end_box(tkhd);
 
   const std::size_t mdia = w.begin_box("mdia");
-  const std::size_t mdhd = w.begin_full_box("mdhd", 0, 0);
-  w.u32(0);
-  w.u32(0);
-  w.u32(kTimescale);
-  w.u32(0);
-  w.u16(0x55C4);  // language "und"
-  w.u16(0);
+  const std::size_t mdhd = media::begin_timed_box(w, "mdhd", 0, kTimescale, 0);
+  media::mdhd_rest(w);
   w.end_box(mdhd);
-  const std::size_t hdlr = w.begin_full_box("hdlr", 0, 0);
-  w.u32(0);
-  w.fourcc("vide");
-  w.zeros(12);
-  static constexpr char kHandlerName[] = "VideoHandler";
-  w.raw(kHandlerName, sizeof kHandlerName);  // with its NUL
-  w.end_box(hdlr);
+  media::video_handler(w);
 
   const std::size_t minf = w.begin_box("minf");
-  const std::size_t vmhd = w.begin_full_box("vmhd", 0, 1);
-  w.zeros(8);  // graphicsmode, opcolor
-  w.end_box(vmhd);
-  const std::size_t dinf = w.begin_box("dinf");
-  const std::size_t dref = w.begin_full_box("dref", 0, 0);
-  w.u32(1);
-  const std::size_t url = w.begin_full_box("url ", 0, 1);  // media data in this file
-  w.end_box(url);
-  w.end_box(dref);
-  w.end_box(dinf);
+  media::video_media_info(w);
 
   const std::size_t stbl = w.begin_box("stbl");
   const std::size_t stsd = w.begin_full_box("stsd", 0, 0);
