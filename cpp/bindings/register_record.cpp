@@ -27,14 +27,6 @@ auto translating(F&& f) {
 }  // namespace
 
 void register_record(py::module_& m) {
-  py::class_<Fragment>(m, "SegmentFragment", "One moof+mdat of a segment file.")
-      .def_readonly("offset", &Fragment::offset)
-      .def_readonly("size", &Fragment::size)
-      .def_readonly("dts_90k", &Fragment::dts_90k, "From the start of the segment.")
-      .def_readonly("duration_90k", &Fragment::duration_90k)
-      .def_readonly("frames", &Fragment::frames)
-      .def_readonly("keyframe", &Fragment::keyframe, "The fragment starts with a keyframe.");
-
   py::class_<Segment>(m, "RecordedSegment",
                       "A finished segment file: written, fsynced with its directory, to be indexed.")
       .def_readonly("camera", &Segment::camera)

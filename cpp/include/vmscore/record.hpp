@@ -26,6 +26,7 @@
 #include <variant>
 #include <vector>
 
+#include "vmscore/fmp4.hpp"
 #include "vmscore/ingest.hpp"
 
 namespace vms::record {
@@ -168,15 +169,6 @@ struct RecorderOptions {
   std::int64_t camera_gap_us = 5'000'000;      // a jump in wall time this long closes a segment
 };
 
-struct Fragment {
-  std::uint64_t offset = 0;  // from the start of the file
-  std::uint64_t size = 0;
-  std::int64_t dts_90k = 0;  // from the start of the segment
-  std::int64_t duration_90k = 0;
-  std::uint32_t frames = 0;
-  bool keyframe = false;
-};
-
 // A finished segment: its file and directory are on disk (fsynced); ready to be indexed.
 struct Segment {
   std::string camera, role, stream_id, storage;
@@ -187,7 +179,7 @@ struct Segment {
   std::uint64_t frames = 0;
   std::string codec;  // RFC 6381
   std::uint32_t width = 0, height = 0;
-  std::vector<Fragment> fragments;
+  std::vector<fmp4::FragmentInfo> fragments;  // offsets from the start of the file
   std::string reason;  // why it ended: rotated, event_end, parameters_changed, camera_gap, ...
 };
 

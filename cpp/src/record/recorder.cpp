@@ -653,14 +653,8 @@ class RecorderImpl {
     if (ms.fragments == g.fragments_seen) return;
     g.fragments_seen = ms.fragments;
     const fmp4::FragmentInfo& f = g.muxer->last_fragment();
-    Fragment fr;
-    fr.offset = f.offset + g.sink->info_size();
-    fr.size = f.size;
-    fr.dts_90k = f.base_dts_90k;
-    fr.duration_90k = f.duration_90k;
-    fr.frames = f.samples;
-    fr.keyframe = f.starts_with_keyframe;
-    g.info.fragments.push_back(fr);
+    g.info.fragments.push_back(f);
+    g.info.fragments.back().offset += g.sink->info_size();  // the metadata box precedes it
     g.info.frames += f.samples;
     std::lock_guard<std::mutex> lock(rec.mutex);
     rec.counters.frames_written += f.samples;
@@ -854,8 +848,8 @@ class RecorderImpl {
 
   void report(StreamRec& rec, OpenSegment& g, const std::string& reason) {
     Segment seg = std::move(g.info);
-    const Fragment& last = seg.fragments.back();
-    const std::int64_t end_rel = last.dts_90k + last.duration_90k;
+    const fmp4::FragmentInfo& last = seg.fragments.back();
+    const std::int64_t end_rel = last.base_dts_90k + last.duration_90k;
     seg.end_90k = seg.start_90k + end_rel;
     seg.end_wall_us = seg.start_wall_us + end_rel * 100 / 9;
     seg.bytes = g.sink->position();

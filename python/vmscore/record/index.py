@@ -18,6 +18,8 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
+from vmscore import _core
+
 SCHEMA_VERSION = 1
 
 _MIGRATIONS: dict[int, str] = {
@@ -91,9 +93,12 @@ _MIGRATIONS: dict[int, str] = {
 _KEYFRAME = struct.Struct("<II")
 
 
-def pack_keyframes(keyframes: Iterable[tuple[int, int]]) -> bytes:
-    """Packs (dts_90k from the segment start, byte offset in the file) pairs, 8 bytes each."""
-    return b"".join(_KEYFRAME.pack(dts, offset) for dts, offset in keyframes)
+def pack_keyframes(fragments: Iterable[_core.FragmentInfo]) -> bytes:
+    """Packs (dts_90k from the segment start, byte offset in the file) of each fragment that
+    starts with a keyframe, 8 bytes each: the seeking index of a segment."""
+    return b"".join(
+        _KEYFRAME.pack(f.base_dts_90k, f.offset) for f in fragments if f.starts_with_keyframe
+    )
 
 
 def unpack_keyframes(blob: bytes) -> list[tuple[int, int]]:

@@ -88,10 +88,6 @@ def now_us() -> int:
     return time.time_ns() // 1000
 
 
-def _keyframes(fragments: list[_core.SegmentFragment]) -> bytes:
-    return pack_keyframes((f.dts_90k, f.offset) for f in fragments if f.keyframe)
-
-
 @dataclass
 class _Camera:
     camera: str
@@ -446,7 +442,7 @@ class Recorder:
             codec=s.codec,
             width=s.width,
             height=s.height,
-            keyframes=_keyframes(s.fragments),
+            keyframes=pack_keyframes(s.fragments),
             sha256=sha256_file(path),
             end_reason=s.reason,
         )

@@ -61,8 +61,7 @@ def recover_file(
         report.trimmed_bytes += scan.file_size - scan.valid_end
     fsync_file(path)
     fsync_directory(path.parent)
-    last = scan.fragments[-1]
-    end_rel = last.base_dts_90k + last.duration_90k
+    end_rel = scan.duration_90k
     start_wall = int(meta["start_wall_us"])
     start_90k = int(meta.get("start_90k", 0))
     camera = str(meta.get("camera", path.parent.parent.name))
@@ -76,13 +75,11 @@ def recover_file(
         start_90k=start_90k,
         end_90k=start_90k + end_rel,
         bytes=scan.valid_end,
-        frames=sum(f.samples for f in scan.fragments),
-        codec=scan.codec,
+        frames=scan.frames,
+        codec=scan.codec_string,
         width=scan.width,
         height=scan.height,
-        keyframes=pack_keyframes(
-            (f.base_dts_90k, f.offset) for f in scan.fragments if f.starts_with_keyframe
-        ),
+        keyframes=pack_keyframes(scan.fragments),
         sha256=sha256_file(path),
         end_reason="recovered",
         recovered=True,
