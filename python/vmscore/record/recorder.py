@@ -37,6 +37,7 @@ from vmscore.record.retention import (
     delete_recordings,
     plan_retention,
 )
+from vmscore.record.signing import StationKey, sign_export
 
 log = logging.getLogger("vmscore.record")
 
@@ -377,6 +378,33 @@ class Recorder:
         plan = self.export_plan(camera, start_wall_us, end_wall_us, role=role)
         plan.write(str(path), progress)
         return plan
+
+    def export_signed(
+        self,
+        camera: str,
+        start_wall_us: int,
+        end_wall_us: int,
+        path: str | Path,
+        *,
+        key: StationKey,
+        exporter: str,
+        station: str,
+        role: str = "main",
+        progress: Callable[[int, int], None] | None = None,
+    ) -> Path:
+        """As :meth:`export`, plus a manifest signed with the station's key next to the file
+        (``vmscore verify FILE`` checks both); returns the manifest's path."""
+        plan = self.export(camera, start_wall_us, end_wall_us, path, role=role, progress=progress)
+        return sign_export(
+            Path(path), key=key, camera=camera, start_wall_us=start_wall_us,
+            end_wall_us=end_wall_us, exporter=exporter, station=station,
+            extra={
+                "stream": role,
+                "first_frame_wall_us": str(plan.first_sample_wall_us),
+                "frames": str(plan.frames),
+                "segments": str(plan.segments_used),
+            },
+        )  # fmt: skip
 
     # -- index thread ------------------------------------------------------------------------
 
