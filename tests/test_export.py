@@ -358,6 +358,9 @@ def test_ranges_without_footage_and_bad_segments_are_clear_errors(
     write_segment(h265, "h265", encoded("h265", 160, 96, 10, 10).frames)
     with pytest.raises(vmscore.MuxError, match="different codecs"):
         vmscore.ExportPlan([(segments[0].path, T0), (h265, T0 + 2 * S)], T0, T0 + 3 * S)
+    # Only the segments that are exported must agree: the camera changed codec an hour earlier.
+    earlier = [(h265, T0 - 3600 * S), (segments[0].path, T0)]
+    assert vmscore.ExportPlan(earlier, T0, T0 + S).frames == 10
 
 
 def test_a_segment_removed_or_replaced_after_planning_fails_cleanly(

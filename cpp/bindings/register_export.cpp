@@ -144,6 +144,8 @@ void register_export(py::module_& m) {
       [](const py::buffer& data, bool samples) {
         BufferView view(data);
         fmp4::MemorySource source(view.span());
+        if (view.span().size() < kReleaseGilBytes) return fmp4::scan_segment(source, samples);
+        py::gil_scoped_release release;
         return fmp4::scan_segment(source, samples);
       },
       py::arg("data"), py::arg("samples") = false, "As scan_segment, for a segment in memory.");

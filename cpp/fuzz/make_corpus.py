@@ -2,7 +2,8 @@
 """Regenerates the seed corpora of the bitstream and muxer fuzz targets (cpp/fuzz/corpus/<target>/)
 with ffmpeg.
 
-Usage: python3 cpp/fuzz/make_corpus.py  (needs ffmpeg with libx264 and libx265 on PATH)
+Usage: python3 cpp/fuzz/make_corpus.py  (needs ffmpeg with libx264 and libx265 on PATH, and vmscore
+installed for the segment files of fuzz_fmp4_reader)
 
 Every seed is a small real input: parameter sets of several encoder configurations (profiles,
 chroma formats, bit depths, cropping, scaling lists, interlacing, sub-layers, VUI with HRD and
@@ -32,6 +33,7 @@ TARGETS = (
     "fuzz_access_units",
     "fuzz_parameter_sets",
     "fuzz_fmp4_muxer",
+    "fuzz_fmp4_reader",
 )
 
 # name: (size, ffmpeg options, encoder parameters: -x264-params / -x265-params)
@@ -155,6 +157,8 @@ CTL_KEY, CTL_PREPEND_PS, CTL_FLUSH = 0x01, 0x02, 0x04
 DTS_U16 = 0 << 3
 CTO_NONE, CTO_S16 = 0 << 5, 1 << 5
 CTL_LEN16 = 0x80
+# fuzz_fmp4_reader.cpp's config byte.
+READER_SEED_INIT, READER_SAMPLES = 0x01, 0x02
 
 
 def muxer_script(
@@ -245,6 +249,31 @@ def stream_seeds(tmp: Path, codec: str) -> None:
     write("fuzz_fmp4_muxer", f"{codec}_given_ps_fragments", script)
 
 
+def reader_seeds(tmp: Path, codec: str) -> None:
+    """Segment files as the recorder writes them (init segment, metadata box, fragments), muxed by
+    the installed vmscore, in the format fuzz_fmp4_reader.cpp reads: byte 0 is its config."""
+    import vmscore
+
+    variant = H264_VARIANTS["high"] if codec == "h264" else H265_VARIANTS["main"]
+    aus = access_units(codec, encode(codec, variant, tmp / f"{codec}_reader.es", frames=10))
+    muxer = vmscore.Fmp4Muxer(codec, fragment_duration_90k=18000)  # type: ignore[arg-type]
+    out = b""
+    for i, units in enumerate(aus):
+        key = any(is_keyframe(codec, u) for u in units)
+        cto = 0 if key else 3000 * (1 + i % 2)
+        out += muxer.add(annexb(units), i * 9000 + cto, i * 9000, key)
+    out += muxer.flush()
+    init = muxer.init_segment
+    assert init is not None
+    meta = vmscore.segment_metadata_box('{"format":"vmscore-segment","version":1,"camera":"c"}')
+    segment = init + meta + out[len(init) :]
+    write("fuzz_fmp4_reader", f"{codec}_segment_samples", bytes([READER_SAMPLES]) + segment)
+    write("fuzz_fmp4_reader", f"{codec}_segment_cut", bytes([0]) + segment[:-37])
+    # Fragments only, after the target's own init segment.
+    fragments = out[len(init) :]
+    write("fuzz_fmp4_reader", f"{codec}_fragments", bytes([READER_SEED_INIT]) + fragments)
+
+
 def main() -> int:
     if not shutil.which("ffmpeg"):
         print("ffmpeg is needed to make the corpus", file=sys.stderr)
@@ -255,6 +284,7 @@ def main() -> int:
         parameter_set_seeds(Path(tmp))
         for codec in ("h264", "h265"):
             stream_seeds(Path(tmp), codec)
+            reader_seeds(Path(tmp), codec)
     files = [p for t in TARGETS for p in (CORPUS / t).iterdir() if p.is_file()]
     print(f"corpus: {sum(p.stat().st_size for p in files)} bytes in {len(files)} files")
     return 0

@@ -106,8 +106,11 @@ constexpr std::uint32_t kMaxFragmentSamples = 1u << 20;
 
 // A moof box (header included) that starts at `moof_offset` in its file: one traf for the track
 // of `defaults` with tfdt and one or more truns, at least one sample. Sample offsets are made
-// absolute (default-base-is-moof, base-data-offset, or the moof's start).
-Fragment parse_moof(ByteSpan moof, std::uint64_t moof_offset, const TrackDefaults& defaults);
+// absolute (default-base-is-moof, base-data-offset, or the moof's start) and every sample must be
+// one byte or more inside [data_begin, data_end), its mdat's payload; so a fragment has no more
+// samples than its mdat has bytes.
+Fragment parse_moof(ByteSpan moof, std::uint64_t moof_offset, const TrackDefaults& defaults,
+                    std::uint64_t data_begin, std::uint64_t data_end);
 
 // Where the scanner gets bytes. read() returns exactly n bytes at offset; the scanner only asks
 // inside [0, size()). The span stays valid until the next read().

@@ -90,6 +90,7 @@ ExportPlan::ExportPlan(const std::vector<ExportSegment>& segments, std::int64_t 
   std::vector<Scanned> scanned;
   std::vector<std::size_t> entries;  // distinct sample entries: the first segment that has each
   std::vector<Candidate> all;
+  bool have_prev = false;
   std::int64_t prev_t = 0, prev_end = 0;
   for (const ExportSegment& seg : segments) {
     // Segments only ever move later, so one starting at or after the end cannot contribute.
@@ -100,11 +101,6 @@ ExportPlan::ExportPlan(const std::vector<ExportSegment>& segments, std::int64_t 
                      " is too far from the export range");
     ScannedFile file = scan_segment_file(seg.path, true);
     if (file.scan.samples.empty()) continue;  // nothing recorded in it yet
-    const fmp4::TrackInfo& track = file.scan.track;
-    if (!scanned.empty() && track.codec != scanned.front().track.codec)
-      throw MuxError(std::string("segments of different codecs (") +
-                     codec_name(scanned.front().track.codec) + " and " + codec_name(track.codec) +
-                     ") cannot share one exported track: export them separately");
     const auto index = static_cast<std::uint32_t>(scanned.size());
     scanned.push_back({seg.path, file.identity, std::move(file.scan.track), 0});
     Scanned& s = scanned.back();
@@ -114,16 +110,20 @@ ExportPlan::ExportPlan(const std::vector<ExportSegment>& segments, std::int64_t 
     if (s.entry == entries.size()) entries.push_back(index);
 
     std::int64_t offset = us_to_ticks(rel_us);
-    if (!all.empty()) offset = std::max(offset, prev_end);  // overlapping: moved after the previous
+    if (have_prev) offset = std::max(offset, prev_end);  // overlapping: moved after the previous
     const std::int64_t delay = file.scan.samples.front().composition_offset_90k;
     for (const fmp4::SegmentSample& x : file.scan.samples) {
       std::int64_t t = offset + x.dts_90k;
-      if (!all.empty() && t <= prev_t) t = prev_t + 1;
+      if (have_prev && t <= prev_t) t = prev_t + 1;
       all.push_back({index, x.size, x.duration_90k, x.keyframe, x.composition_offset_90k - delay,
                      x.offset, t});
       prev_t = t;
+      have_prev = true;
     }
     prev_end = prev_t + std::max<std::int64_t>(all.back().natural, 1);
+    // Ended before the start: none of it can be exported (a segment starts with its keyframe), so
+    // its samples need not be kept; its end still keeps later segments from going back in time.
+    if (prev_end <= 0) all.clear();
   }
 
   // The first sample: the keyframe at or before the start when footage covers the start, else the
@@ -164,7 +164,7 @@ ExportPlan::ExportPlan(const std::vector<ExportSegment>& segments, std::int64_t 
 
   // Sample tables, chunks (one per segment) and slices (runs of contiguous file bytes).
   mp4::Movie movie;
-  movie.codec = scanned.front().track.codec;
+  movie.codec = scanned[all[begin].segment].track.codec;
   std::vector<std::int32_t> source_of(scanned.size(), -1);
   std::vector<std::uint32_t> description_of(entries.size(), 0);
   std::uint64_t payload = 0;
@@ -186,6 +186,10 @@ ExportPlan::ExportPlan(const std::vector<ExportSegment>& segments, std::int64_t 
                              static_cast<std::int32_t>(composition), c.keyframe});
     if (source_of[c.segment] < 0) {
       const Scanned& s = scanned[c.segment];
+      if (s.track.codec != movie.codec)
+        throw MuxError(std::string("segments of different codecs (") + codec_name(movie.codec) +
+                       " and " + codec_name(s.track.codec) +
+                       ") cannot share one exported track: export them separately");
       source_of[c.segment] = static_cast<std::int32_t>(sources_.size());
       sources_.push_back({s.path, s.identity});
       if (description_of[s.entry] == 0) {

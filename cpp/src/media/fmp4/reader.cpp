@@ -311,7 +311,10 @@ InitSegment parse_init_segment(ByteSpan data) {
   return out;
 }
 
-Fragment parse_moof(ByteSpan moof, std::uint64_t moof_offset, const TrackDefaults& defaults) {
+Fragment parse_moof(ByteSpan moof, std::uint64_t moof_offset, const TrackDefaults& defaults,
+                    std::uint64_t data_begin, std::uint64_t data_end) {
+  if (data_end < data_begin) throw BitstreamError("moof: data range ends before it begins");
+  const std::uint64_t max_samples = std::min<std::uint64_t>(kMaxFragmentSamples, data_end - data_begin);
   const auto header = read_box_header(moof);
   if (!header || header->type != fourcc("moof") || header->size != moof.size())
     throw BitstreamError("moof: not one whole moof box");
@@ -373,8 +376,9 @@ Fragment parse_moof(ByteSpan moof, std::uint64_t moof_offset, const TrackDefault
     const std::uint32_t first_flags = has_first_flags ? c.u32() : 0;
     const std::size_t entry = 4 * (((flags & 0x000100) != 0) + ((flags & 0x000200) != 0) +
                                    ((flags & 0x000400) != 0) + ((flags & 0x000800) != 0));
-    if (count > kMaxFragmentSamples - f.samples.size())
-      c.fail("more than " + std::to_string(kMaxFragmentSamples) + " samples");
+    if (count > max_samples - f.samples.size())
+      c.fail("more samples than bytes in its mdat (or than " + std::to_string(kMaxFragmentSamples) +
+             ")");
     if (entry != 0 && c.left() / entry < count) c.fail("sample count larger than the box");
     for (std::uint32_t i = 0; i < count; ++i) {
       FragmentSample s;
@@ -388,8 +392,10 @@ Fragment parse_moof(ByteSpan moof, std::uint64_t moof_offset, const TrackDefault
           c.fail("composition offset out of range");
         s.composition_offset = static_cast<std::int32_t>(v);
       }
+      if (s.size == 0) c.fail("sample of 0 bytes");
       s.offset = at;
       at = checked_add(at, s.size, "trun: sample data past 2^64");
+      if (s.offset < data_begin || at > data_end) c.fail("samples lie outside the mdat");
       f.duration += s.duration;
       f.samples.push_back(s);
     }
@@ -499,13 +505,7 @@ class Scanner {
     // The moof and the next box's header in one read.
     const std::size_t want = static_cast<std::size_t>(std::min<std::uint64_t>(avail, moof.size + 16));
     const ByteSpan bytes = src_.read(pos, want);
-    Fragment f;
-    try {
-      f = parse_moof(bytes.first(static_cast<std::size_t>(moof.size)), pos, out_.track.defaults);
-    } catch (const BitstreamError& e) {
-      problem(where + ": " + e.what());
-      return 0;
-    }
+    // The mdat first: its payload bounds the samples the moof may describe.
     const std::uint64_t mdat_at = pos + moof.size;
     std::optional<BoxHeader> mdat;
     try {
@@ -528,9 +528,13 @@ class Scanner {
               " more bytes)");
       return 0;
     }
-    const std::uint64_t payload = mdat_at + mdat->header_size, end = mdat_at + mdat->size;
-    if (f.data_begin < payload || f.data_end > end) {
-      problem(where + ": samples lie outside its mdat");
+    const std::uint64_t end = mdat_at + mdat->size;
+    Fragment f;
+    try {
+      f = parse_moof(bytes.first(static_cast<std::size_t>(moof.size)), pos, out_.track.defaults,
+                     mdat_at + mdat->header_size, end);
+    } catch (const BitstreamError& e) {
+      problem(where + ": " + e.what());
       return 0;
     }
     if (!out_.fragments.empty()) {
