@@ -94,7 +94,8 @@ def test_recovery_trims_indexes_removes_orphans_and_finishes_deletions(
 ) -> None:
     settings = RecordingSettings(storage="disk1", segment_s=1.0)
     root = tmp_path / "disk1"
-    with recording_station(tmp_path, clip, {"cam1": settings}) as (_, _, rec):
+    # Fragments every 0.3 s: a cut in the last one leaves the others.
+    with recording_station(tmp_path, clip, {"cam1": settings}, flush_interval=0.3) as (_, _, rec):
         wait_for(lambda: len(rec.recordings("cam1")) >= 5, 30, "segments")
     index = RecordingIndex(tmp_path / "index.db")
     rows = index.recordings("cam1")

@@ -16,7 +16,6 @@
 // loop threads never call into Python; completions are drained with poll().
 #pragma once
 
-#include <array>
 #include <atomic>
 #include <cstdint>
 #include <memory>
@@ -30,12 +29,6 @@
 #include "vmscore/ingest.hpp"
 
 namespace vms::record {
-
-// The 16-byte extended type of the metadata box written after a segment's init segment; its payload
-// is UTF-8 JSON (format, version, camera, stream, start_wall_us, start_90k, codec).
-constexpr std::array<std::uint8_t, 16> kSegmentInfoUuid = {0xd5, 0x84, 0x99, 0x83, 0x56, 0x02,
-                                                           0x46, 0x07, 0xbc, 0x57, 0xf7, 0x63,
-                                                           0xda, 0x9d, 0x47, 0xeb};
 
 // A growable circular buffer: amortised O(1) at both ends, no allocation once it has grown to its
 // working size (std::deque allocates a block every few access units).

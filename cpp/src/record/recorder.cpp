@@ -20,6 +20,7 @@
 #include "vmscore/error.hpp"
 #include "vmscore/fd_sink.hpp"
 #include "vmscore/fmp4.hpp"
+#include "vmscore/fmp4_reader.hpp"
 #include "vmscore/record.hpp"
 
 namespace vms::record {
@@ -748,16 +749,8 @@ class RecorderImpl {
     json += ",\"codec\":";
     append_json_string(json, g.muxer->codec_string());
     json += "}";
-    const std::size_t size = 8 + kSegmentInfoUuid.size() + json.size();
-    Bytes box(size);
-    box[0] = static_cast<std::uint8_t>(size >> 24);
-    box[1] = static_cast<std::uint8_t>(size >> 16);
-    box[2] = static_cast<std::uint8_t>(size >> 8);
-    box[3] = static_cast<std::uint8_t>(size);
-    std::memcpy(box.data() + 4, "uuid", 4);
-    std::memcpy(box.data() + 8, kSegmentInfoUuid.data(), kSegmentInfoUuid.size());
-    std::memcpy(box.data() + 24, json.data(), json.size());
-    return box;
+    return fmp4::make_metadata_box(
+        ByteSpan(reinterpret_cast<const std::uint8_t*>(json.data()), json.size()));
   }
 
   void storage_failed(Storage& s, StreamRec& rec, const std::string& why, std::int64_t wall_us) {

@@ -14,6 +14,7 @@ from vmscore.record.recorder import (
     StorageLocation,
 )
 from vmscore.record.recovery import RecoveryReport
+from vmscore.record.signing import StationKey, VerifyReport, sign_export, verify_export
 
 __all__ = [
     "Event",
@@ -25,5 +26,9 @@ __all__ = [
     "RecordingIndex",
     "RecordingSettings",
     "RecoveryReport",
+    "StationKey",
     "StorageLocation",
+    "VerifyReport",
+    "sign_export",
+    "verify_export",
 ]

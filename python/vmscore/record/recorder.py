@@ -20,6 +20,7 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from vmscore import _core
+from vmscore.errors import NoFootageError
 from vmscore.record.files import free_bytes, sha256_file
 from vmscore.record.index import (
     Event,
@@ -358,7 +359,7 @@ class Recorder:
         """A virtual MP4 of [start, end): its size, any byte range (HTTP Range), or a file."""
         rows = self.index.recordings(camera, role, start_wall_us, end_wall_us)
         if not rows:
-            raise LookupError(f"no recordings of '{camera}' between the given times")
+            raise NoFootageError(f"no recordings of '{camera}' between the given times")
         return _core.ExportPlan(
             [(str(self.path_of(r)), r.start_wall_us) for r in rows], start_wall_us, end_wall_us
         )
