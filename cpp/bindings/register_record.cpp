@@ -116,13 +116,15 @@ void register_record(py::module_& m) {
            py::arg("flush_interval") = 2.0, py::arg("sync_interval") = 30.0,
            py::arg("retry_interval") = 2.0, py::arg("camera_gap") = 5.0)
       .def("add_storage",
-           [](Recorder& r, const std::string& name, const std::string& path) {
+           [](Recorder& r, const std::string& name, const std::string& path,
+              std::uint64_t max_write_bytes_per_s) {
              translating([&] {
-               r.add_storage(name, path);
+               r.add_storage(name, path, max_write_bytes_per_s);
                return 0;
              });
            },
-           py::arg("name"), py::arg("path"))
+           py::arg("name"), py::arg("path"), py::kw_only(), py::arg("max_write_bytes_per_s") = 0,
+           "A storage location and its writer thread; max_write_bytes_per_s caps its write rate.")
       .def("add_stream",
            [](Recorder& r, ingest::IngestEngine& engine, const std::string& stream_id,
               const std::string& camera, const std::string& role, const std::string& storage,

@@ -86,7 +86,7 @@ class MemoryBudget {
 struct RingLimits {
   std::size_t max_bytes = 32u << 20;
   // At least this much history (wall time) is kept when bytes and the budget allow.
-  std::int64_t keep_us = 30'000'000;
+  std::int64_t keep_us = 30'000'000;  // raised to the pre-roll plus 2 s
 };
 
 struct RingStats {
@@ -213,8 +213,11 @@ class Recorder {
   Recorder(const Recorder&) = delete;
   Recorder& operator=(const Recorder&) = delete;
 
-  // A storage location (a directory); starts its writer thread.
-  void add_storage(const std::string& name, const std::string& path);
+  // A storage location (a directory); starts its writer thread. max_write_bytes_per_s > 0 caps
+  // the rate at which its writer writes (a disk shared with playback, or a slow network share);
+  // streams that produce more fall behind and get gaps, as with a disk that cannot keep up.
+  void add_storage(const std::string& name, const std::string& path,
+                   std::uint64_t max_write_bytes_per_s = 0);
   // Subscribes to the engine's stream. The engine must outlive the stream's membership here
   // (remove_stream() or stop() before the engine is destroyed).
   void add_stream(ingest::IngestEngine& engine, StreamSettings settings);

@@ -87,12 +87,30 @@ struct Window {
   std::optional<std::uint64_t> start_seq;  // resolved against the ring by the writer
 };
 
+// Caps a writer's rate: after each write, sleeps until the bytes written fit the budget.
+struct Pacer {
+  std::uint64_t rate = 0;  // bytes per second, 0: unlimited
+  std::int64_t start_us = 0;
+  std::uint64_t bytes = 0;
+  void wrote(std::uint64_t n) {
+    if (rate == 0) return;
+    const std::int64_t now = mono_now_us();
+    if (start_us == 0 || now - start_us > 10'000'000) {  // a fresh window now and then
+      start_us = now;
+      bytes = 0;
+    }
+    bytes += n;
+    const auto due = start_us + static_cast<std::int64_t>(bytes * 1'000'000 / rate);
+    if (due > now) std::this_thread::sleep_for(std::chrono::microseconds(due - now));
+  }
+};
+
 // Writes the init segment and the metadata box together (one writev), then fragments; counts what
 // reached the file so that a failed write can be trimmed back to the last whole fragment.
 class SegmentSink final : public fmp4::Sink {
  public:
-  SegmentSink(int fd, std::function<Bytes()> info, std::atomic<std::uint64_t>& calls)
-      : fd_(fd), info_(std::move(info)), calls_(calls) {}
+  SegmentSink(int fd, std::function<Bytes()> info, std::atomic<std::uint64_t>& calls, Pacer& pacer)
+      : fd_(fd), info_(std::move(info)), calls_(calls), pacer_(pacer) {}
   void write(std::span<const ByteSpan> parts) override {
     std::uint64_t total = 0;
     for (ByteSpan p : parts) total += p.size();
@@ -108,6 +126,7 @@ class SegmentSink final : public fmp4::Sink {
     }
     position_ += total;
     calls_.fetch_add(1, std::memory_order_relaxed);
+    pacer_.wrote(total);
   }
   std::uint64_t position() const { return position_; }
   std::uint64_t info_size() const { return info_box_.size(); }
@@ -119,6 +138,7 @@ class SegmentSink final : public fmp4::Sink {
   std::vector<ByteSpan> scratch_;
   std::uint64_t position_ = 0;
   std::atomic<std::uint64_t>& calls_;
+  Pacer& pacer_;
 };
 
 struct Storage;
@@ -189,6 +209,7 @@ struct Storage {
   std::vector<std::shared_ptr<StreamRec>> streams;
   bool failing = false;
   std::int64_t retry_at_us = 0;  // monotonic
+  Pacer pacer;
   // counters (under mutex)
   StorageStats stats;
 };
@@ -206,7 +227,7 @@ class RecorderImpl {
   }
   ~RecorderImpl() { stop(); }
 
-  void add_storage(const std::string& name, const std::string& path) {
+  void add_storage(const std::string& name, const std::string& path, std::uint64_t max_rate) {
     if (name.empty()) throw std::invalid_argument("storage name must not be empty");
     struct stat st{};
     if (::stat(path.c_str(), &st) != 0 || !S_ISDIR(st.st_mode))
@@ -221,6 +242,7 @@ class RecorderImpl {
     s->owner = this;
     s->stats.name = name;
     s->stats.path = path;
+    s->pacer.rate = max_rate;
     storages_.emplace(name, std::move(st_ptr));
     s->thread = std::thread([this, s] { writer_main(*s); });
   }
@@ -235,7 +257,7 @@ class RecorderImpl {
     if (settings.pre_roll_us < 0 || settings.post_roll_us < 0)
       throw std::invalid_argument("pre- and post-roll must not be negative");
     // The ring must reach back over the pre-roll plus a GOP or two.
-    settings.ring.keep_us = std::max(settings.ring.keep_us, settings.pre_roll_us + 10'000'000);
+    settings.ring.keep_us = std::max(settings.ring.keep_us, settings.pre_roll_us + 2'000'000);
     std::shared_ptr<StreamRec> rec;
     Storage* storage;
     {
@@ -715,7 +737,7 @@ class RecorderImpl {
     mo.fragment_duration_90k = options_.flush_interval_us * 9 / 100;
     rec.seg.emplace(std::move(g));
     OpenSegment& og = *rec.seg;
-    og.sink = std::make_unique<SegmentSink>(og.fd, [&rec] { return info_box(rec); }, rec.write_calls);
+    og.sink = std::make_unique<SegmentSink>(og.fd, [&rec] { return info_box(rec); }, rec.write_calls, s.pacer);
     og.muxer = std::make_unique<fmp4::Muxer>(au.parameter_sets ? *au.parameter_sets : ParameterSets{},
                                              mo, *og.sink);
     if (s.failing) {
@@ -896,8 +918,9 @@ void StreamRec::on_event(const ingest::StreamEvent& ev) {
 
 Recorder::Recorder(RecorderOptions options) : impl_(std::make_unique<RecorderImpl>(options)) {}
 Recorder::~Recorder() = default;
-void Recorder::add_storage(const std::string& name, const std::string& path) {
-  impl_->add_storage(name, path);
+void Recorder::add_storage(const std::string& name, const std::string& path,
+                           std::uint64_t max_write_bytes_per_s) {
+  impl_->add_storage(name, path, max_write_bytes_per_s);
 }
 void Recorder::add_stream(ingest::IngestEngine& engine, StreamSettings settings) {
   impl_->add_stream(engine, std::move(settings));

@@ -53,6 +53,9 @@ class StorageLocation(BaseModel):
     name: str = Field(min_length=1, pattern=r"^[A-Za-z0-9_.-]+$")
     path: Path
     min_free_bytes: int = Field(default=0, ge=0)
+    # Caps the write rate (0: none), e.g. for a disk shared with playback; streams producing more
+    # fall behind and get gaps rather than stalling ingest.
+    max_write_bytes_per_s: int = Field(default=0, ge=0)
 
 
 class RecordingSettings(BaseModel):
@@ -151,7 +154,9 @@ class Recorder:
             camera_gap=camera_gap,
         )
         for s in storages:
-            self._core.add_storage(s.name, str(s.path))
+            self._core.add_storage(
+                s.name, str(s.path), max_write_bytes_per_s=s.max_write_bytes_per_s
+            )
         self._thread = threading.Thread(target=self._run, name="vmscore-index", daemon=True)
         self._thread.start()
 
