@@ -151,6 +151,28 @@ def test_camera_disconnect_closes_the_segment_and_records_a_gap(
     assert any(n.kind == "gap" for n in notices)
 
 
+def test_cameras_record_to_their_own_storage_locations(tmp_path: Path, clip: EncodedStream) -> None:
+    storages = [
+        StorageLocation(name="disk1", path=tmp_path / "disk1"),
+        StorageLocation(name="disk2", path=tmp_path / "disk2"),
+    ]
+    cams = {
+        "gate": RecordingSettings(storage="disk1", segment_s=1.0),
+        "gym": RecordingSettings(storage="disk2", segment_s=1.0),
+        "hall": RecordingSettings(storage="disk2", segment_s=1.0),
+    }
+    with recording_station(tmp_path, clip, cams, storages=storages) as (_, _, rec):
+        wait_for(lambda: all(len(rec.recordings(c)) >= 2 for c in cams), 30, "segments")
+        rec.flush()
+        stats = {s.name: s for s in rec.storage_stats()}
+        for camera, settings in cams.items():
+            for r in rec.recordings(camera):
+                assert r.storage == settings.storage and r.path.startswith(f"{camera}/")
+                check_recording(tmp_path / settings.storage, r)
+    assert not (tmp_path / "disk1" / "gym").exists() and not (tmp_path / "disk2" / "gate").exists()
+    assert stats["disk2"].bytes_written > stats["disk1"].bytes_written > 0
+
+
 def test_close_indexes_the_open_segment_and_nothing_is_left_unindexed(
     tmp_path: Path, clip: EncodedStream
 ) -> None:
