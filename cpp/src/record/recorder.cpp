@@ -150,7 +150,10 @@ struct OpenSegment {
   std::unique_ptr<SegmentSink> sink;
   std::unique_ptr<fmp4::Muxer> muxer;
   Segment info;
-  std::int64_t rotate_at_us = 0;
+  // Rotation and gaps are judged on the stream's media timeline, which never steps back when
+  // the wall clock does.
+  std::int64_t rotate_at_90k = 0;
+  std::int64_t last_dts_90k = 0;
   std::int64_t last_wall_us = 0;
   std::int64_t last_sync_us = 0;  // monotonic
   bool unsynced = false;
@@ -622,7 +625,8 @@ class RecorderImpl {
     const bool want = active(rec, seq, au);
     if (rec.seg && !want) finish(s, rec, "event_end");
     if (!want) return;
-    if (rec.seg && au.wall_us - rec.seg->last_wall_us > options_.camera_gap_us) {
+    if (rec.seg && (au.wall_us - rec.seg->last_wall_us > options_.camera_gap_us ||
+                    au.dts_90k - rec.seg->last_dts_90k > options_.camera_gap_us * 9 / 100)) {
       const std::int64_t from = rec.seg->last_wall_us;
       finish(s, rec, "camera_gap");
       note_gap(rec, from, au.wall_us, "no video from the camera for " +
@@ -632,7 +636,7 @@ class RecorderImpl {
                "the camera's stream lost " + std::to_string(au.lost_packets) + " packets (" +
                    std::to_string(au.dropped_frames) + " frames)");
     }
-    if (rec.seg && au.keyframe && au.wall_us >= rec.seg->rotate_at_us) finish(s, rec, "rotated");
+    if (rec.seg && au.keyframe && au.dts_90k >= rec.seg->rotate_at_90k) finish(s, rec, "rotated");
     if (!rec.seg) {
       if (!au.keyframe) return;  // a segment starts at a keyframe
       if (s.failing && mono_now_us() < s.retry_at_us) {
@@ -663,6 +667,7 @@ class RecorderImpl {
     }
     rec.held.push_back(au);
     g.last_wall_us = au.wall_us;
+    g.last_dts_90k = au.dts_90k;
     g.last_seq = seq;
     g.unsynced = true;
     rec.floor_seq = seq + 1;
@@ -729,8 +734,9 @@ class RecorderImpl {
     // The first instant at least half a segment away that is on this stream's rotation grid.
     const std::int64_t earliest = au.wall_us + seg_len / 2;
     const std::int64_t k = (earliest - rec.rotate_offset_us + seg_len - 1) / seg_len;
-    g.rotate_at_us = k * seg_len + rec.rotate_offset_us;
+    g.rotate_at_90k = au.dts_90k + (k * seg_len + rec.rotate_offset_us - au.wall_us) * 9 / 100;
     g.last_wall_us = au.wall_us;
+    g.last_dts_90k = au.dts_90k;
     g.last_sync_us = mono_now_us();
     fmp4::MuxerOptions mo;
     mo.input_annexb = false;
