@@ -10,13 +10,13 @@
 #include <chrono>
 #include <cstdio>
 #include <fstream>
-#include <iterator>
 #include <mutex>
 #include <optional>
 #include <string>
 #include <thread>
 #include <vector>
 
+#include "clip_file.hpp"
 #include "vmscore/camera_server.hpp"
 #include "vmscore/fmp4.hpp"
 #include "vmscore/ingest.hpp"
@@ -99,23 +99,7 @@ class Fmp4Subscriber final : public vms::ingest::Subscriber {
 }  // namespace
 
 int main(int argc, char** argv) {
-  if (argc != 4) {
-    std::fprintf(stderr, "usage: %s CLIP.h264 FPS OUT_DIR\n", argv[0]);
-    return 2;
-  }
-  std::ifstream in(argv[1], std::ios::binary);
-  const vms::Bytes es((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
-  const double fps = std::stod(argv[2]);
-  const std::string out_dir = argv[3];
-
-  std::vector<vms::AccessUnitRange> aus;
-  vms::split_access_units(vms::Codec::H264, es, aus);
-  std::vector<vms::sim::ClipFrame> frames;
-  for (std::size_t i = 0; i < aus.size(); ++i) {
-    const auto t = static_cast<std::int64_t>(double(i) * 90000.0 / fps + 0.5);
-    frames.push_back({vms::ByteSpan(es).subspan(aus[i].offset, aus[i].size), t, t, aus[i].is_keyframe});
-  }
-  auto clip = vms::sim::Clip::make(vms::Codec::H264, frames);
+  const auto [clip, out_dir] = vms::test::clip_args(argc, argv);
 
   vms::sim::CameraServer server(vms::sim::ServerOptions{});
   vms::sim::CameraConfig camera;

@@ -163,7 +163,8 @@ struct OpenSegment {
 
 }  // namespace
 
-struct StreamRec final : public ingest::Subscriber {
+struct StreamRec final : public ingest::Subscriber,
+                         public std::enable_shared_from_this<StreamRec> {
   StreamRec(StreamSettings s, MemoryBudget* budget, ingest::IngestEngine* e)
       : settings(std::move(s)), ring(settings.ring, budget), engine(e) {}
 
@@ -205,7 +206,9 @@ struct Storage {
   std::thread thread;
   std::mutex mutex;
   std::condition_variable cv;
-  std::vector<StreamRec*> dirty;
+  // Streams nudged since the writer last looked. Weak: a queued stream may be removed, and freed by
+  // whoever dropped the last reference (remove_stream(), a record_event() still holding it).
+  std::vector<std::weak_ptr<StreamRec>> dirty;
   std::vector<std::function<void()>> commands;
   bool stopping = false;
   // writer thread only
@@ -395,7 +398,7 @@ class RecorderImpl {
     Storage& s = *rec.storage;
     {
       std::lock_guard<std::mutex> lock(s.mutex);
-      s.dirty.push_back(&rec);
+      s.dirty.push_back(rec.weak_from_this());
     }
     s.cv.notify_one();
   }
@@ -477,7 +480,7 @@ class RecorderImpl {
   // Writer thread
 
   void writer_main(Storage& s) {
-    std::vector<StreamRec*> dirty;
+    std::vector<std::weak_ptr<StreamRec>> dirty;
     std::vector<std::function<void()>> commands;
     std::int64_t next_sweep = 0;
     for (;;) {
@@ -492,9 +495,12 @@ class RecorderImpl {
       }
       for (auto& c : commands) c();
       commands.clear();
-      for (StreamRec* rec : dirty) {
+      for (const auto& weak : dirty) {
+        const std::shared_ptr<StreamRec> rec = weak.lock();
+        if (!rec) continue;
         rec->queued.store(false);
-        process(s, *rec);
+        // A stream removed by a command is no longer this writer's, even while a caller holds it.
+        if (std::find(s.streams.begin(), s.streams.end(), rec) != s.streams.end()) process(s, *rec);
       }
       dirty.clear();
       const std::int64_t now = mono_now_us();
