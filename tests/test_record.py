@@ -130,6 +130,30 @@ def test_extended_event_keeps_one_recording(tmp_path: Path, clip: EncodedStream)
     assert events[0].end_wall_us == start + 3 * SEC
 
 
+def test_back_to_back_events_lose_nothing_in_between(tmp_path: Path, clip: EncodedStream) -> None:
+    """A second event whose pre-roll reaches into footage after the first recording ended is
+    recorded from the keyframe before that point (at most one GOP twice, never a hole)."""
+    settings = RecordingSettings(storage="disk1", mode="event", pre_roll_s=1.5, post_roll_s=0.3)
+    with recording_station(tmp_path, clip, {"cam1": settings}) as (_, _, rec):
+        wait_for(lambda: rec.stats("cam1").ring.keyframes >= 3, 15, "frames")
+        t = rec.units_from("cam1", 0)[-1].wall_time_us
+        rec.trigger("cam1", t, t)
+        wait_for(lambda: len(rec.recordings("cam1")) >= 1, 15, "the first recording")
+        wait_for(lambda: rec.units_from("cam1", 0)[-1].wall_time_us > t + 1_900_000, 15, "time")
+        rec.trigger("cam1", t + 1_900_000, t + 1_900_000)
+        wait_for(lambda: len(rec.recordings("cam1")) >= 2, 15, "the second recording")
+        rec.flush()
+        rows = rec.recordings("cam1")
+    first, second = rows
+    assert first.start_wall_us <= t - 1.5 * SEC and first.end_wall_us >= t + 0.3 * SEC
+    # The second event asked for footage from t + 0.4 s, shortly after the first recording
+    # ended: it starts at or before that, at the keyframe before it.
+    assert second.start_wall_us <= t + 0.4 * SEC
+    assert second.end_wall_us >= t + 2.2 * SEC
+    # Overlap with the first recording: at most one GOP (1 s).
+    assert first.end_wall_us - second.start_wall_us <= 1.05 * SEC
+
+
 def test_camera_disconnect_closes_the_segment_and_records_a_gap(
     tmp_path: Path, clip: EncodedStream
 ) -> None:

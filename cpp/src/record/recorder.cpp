@@ -12,6 +12,7 @@
 #include <ctime>
 #include <deque>
 #include <functional>
+#include <limits>
 #include <future>
 #include <map>
 #include <stdexcept>
@@ -159,6 +160,7 @@ struct OpenSegment {
   bool unsynced = false;
   std::uint64_t fragments_seen = 0;
   std::uint64_t last_seq = 0;
+  std::uint64_t first_seq = 0;
 };
 
 }  // namespace
@@ -183,7 +185,8 @@ struct StreamRec final : public ingest::Subscriber,
 
   // --- writer thread ---------------------------------------------------------------------------
   std::uint64_t next_seq = 0;
-  std::uint64_t floor_seq = 0;  // one past the last unit written to a segment
+  // Event mode: the footage before this instant was recorded by an event that ended.
+  std::int64_t covered_until_wall_us = std::numeric_limits<std::int64_t>::min();
   std::optional<OpenSegment> seg;
   Circular<AccessUnit> held;    // units the muxer still references
   std::vector<AccessUnit> batch;
@@ -254,6 +257,9 @@ class RecorderImpl {
   }
 
   void add_stream(ingest::IngestEngine& engine, StreamSettings settings) {
+    // Adding, removing and stopping are serialised, so a stream cannot be subscribed to the
+    // engine after stop() has unsubscribed everything.
+    std::lock_guard<std::mutex> life(lifecycle_);
     if (settings.stream_id.empty() || settings.camera.empty())
       throw std::invalid_argument("stream id and camera must not be empty");
     for (const std::string* part : {&settings.camera, &settings.role})
@@ -296,6 +302,7 @@ class RecorderImpl {
   }
 
   void remove_stream(const std::string& id) {
+    std::lock_guard<std::mutex> life(lifecycle_);
     std::shared_ptr<StreamRec> rec;
     {
       std::lock_guard<std::mutex> lock(mutex_);
@@ -314,12 +321,19 @@ class RecorderImpl {
       Window w{start - rec->settings.pre_roll_us, end + rec->settings.post_roll_us, std::nullopt};
       bool merged = false;
       for (Window& x : rec->windows) {
-        if (w.start_us <= x.end_us && x.start_us <= w.end_us) {
+        if (w.start_us > x.end_us || x.start_us > w.end_us) continue;
+        if (!x.start_seq) {
+          x.start_us = std::min(x.start_us, w.start_us);
           x.end_us = std::max(x.end_us, w.end_us);
-          if (!x.start_seq) x.start_us = std::min(x.start_us, w.start_us);
           merged = true;
-          break;
+        } else if (w.end_us > x.end_us) {
+          // x is being (or was) recorded: what is new is its tail, a window of its own that
+          // continues x's segment if still open, or starts at the keyframe before it if not.
+          w.start_us = x.end_us;
+        } else {
+          merged = true;  // nothing new
         }
+        break;
       }
       if (!merged) rec->windows.push_back(w);
     }
@@ -372,6 +386,7 @@ class RecorderImpl {
   std::size_t memory_used() const { return budget_.used(); }
 
   void stop() {
+    std::lock_guard<std::mutex> life(lifecycle_);
     std::vector<std::pair<std::string, std::shared_ptr<StreamRec>>> streams;
     {
       std::lock_guard<std::mutex> lock(mutex_);
@@ -512,10 +527,8 @@ class RecorderImpl {
       if (stopping) {
         for (auto& rec : s.streams) finish(s, *rec, "stopped");
         s.streams.clear();
-        // Commands queued before stopping was seen wait on their promises.
-        std::lock_guard<std::mutex> lock(s.mutex);
-        for (auto& c : s.commands) c();
-        s.commands.clear();
+        // No command can be left: run_on_writer() refuses new ones once stopping is set, and
+        // those queued before were taken with the same lock as the flag.
         return;
       }
     }
@@ -524,28 +537,33 @@ class RecorderImpl {
   bool active(StreamRec& rec, std::uint64_t seq, const AccessUnit& au) {
     if (rec.settings.mode == Mode::Continuous) return true;
     std::lock_guard<std::mutex> lock(rec.mutex);
-    for (const Window& w : rec.windows)
+    for (Window& w : rec.windows) {
+      // A window reached while a segment is open continues that segment.
+      if (!w.start_seq && rec.seg && w.start_us <= au.wall_us) w.start_seq = rec.seg->first_seq;
       if (w.start_seq && seq >= *w.start_seq && au.wall_us < w.end_us) return true;
+    }
     return false;
   }
 
-  // Event windows: resolve their start against the ring (the keyframe at or before start -
-  // pre-roll) and rewind to it; drop windows that are over.
+  // Event windows, while no segment is open: resolve each start against the ring (the keyframe
+  // at or before start - pre-roll, or before the end of what an earlier event already recorded)
+  // and rewind to it. A window that reaches back into recorded footage thus repeats at most one
+  // GOP rather than losing the frames up to the next keyframe.
   void resolve_windows(StreamRec& rec) {
-    if (rec.settings.mode != Mode::Event) return;
+    if (rec.settings.mode != Mode::Event || rec.seg) return;
     const RingStats rs = rec.ring.stats();
     std::vector<std::pair<std::int64_t, std::int64_t>> short_preroll;
     {
       std::lock_guard<std::mutex> lock(rec.mutex);
       for (Window& w : rec.windows) {
         if (w.start_seq || rs.units == 0) continue;
-        if (rs.last_wall_us < w.start_us) continue;  // starts in the future: resolve later
-        std::uint64_t seq = rec.ring.keyframe_at_or_before(w.start_us).value_or(rs.first_seq);
-        if (rs.first_wall_us > w.start_us)
-          short_preroll.emplace_back(w.start_us, rs.first_wall_us);
-        seq = std::max(seq, rec.floor_seq);  // never record a unit twice
+        const std::int64_t from = std::max(w.start_us, rec.covered_until_wall_us);
+        if (from >= w.end_us) continue;              // already recorded; dropped below
+        if (rs.last_wall_us < from) continue;        // starts in the future: resolve later
+        const std::uint64_t seq = rec.ring.keyframe_at_or_before(from).value_or(rs.first_seq);
+        if (rs.first_wall_us > from) short_preroll.emplace_back(from, rs.first_wall_us);
         w.start_seq = seq;
-        if (!rec.seg) rec.next_seq = std::min(rec.next_seq, seq);
+        rec.next_seq = std::min(rec.next_seq, seq);
       }
     }
     for (auto [want, have] : short_preroll)
@@ -615,7 +633,8 @@ class RecorderImpl {
     if (rec.seg) return;
     std::lock_guard<std::mutex> lock(rec.mutex);
     std::erase_if(rec.windows, [&](const Window& w) {
-      return w.start_seq && rec.next_seq > *w.start_seq && rec.consumed_wall_us >= w.end_us;
+      return w.end_us <= rec.covered_until_wall_us ||
+             (w.start_seq && rec.next_seq > *w.start_seq && rec.consumed_wall_us >= w.end_us);
     });
   }
 
@@ -629,7 +648,10 @@ class RecorderImpl {
 
   void handle(Storage& s, StreamRec& rec, std::uint64_t seq, const AccessUnit& au) {
     const bool want = active(rec, seq, au);
-    if (rec.seg && !want) finish(s, rec, "event_end");
+    if (rec.seg && !want) {
+      finish(s, rec, "event_end");
+      rec.covered_until_wall_us = au.wall_us;  // recorded up to (not including) this unit
+    }
     if (!want) return;
     if (rec.seg && (au.wall_us - rec.seg->last_wall_us > options_.camera_gap_us ||
                     au.dts_90k - rec.seg->last_dts_90k > options_.camera_gap_us * 9 / 100)) {
@@ -649,7 +671,7 @@ class RecorderImpl {
         if (!rec.gap_since_us) rec.gap_since_us = au.wall_us;
         return;
       }
-      if (!open(s, rec, au)) return;
+      if (!open(s, rec, seq, au)) return;
     }
     add(s, rec, seq, au);
   }
@@ -660,7 +682,7 @@ class RecorderImpl {
       g.muxer->add(au.data.span(), au.pts_90k, au.dts_90k, au.keyframe);
     } catch (const ParametersChangedError&) {
       finish(s, rec, "parameters_changed");
-      if (au.keyframe && open(s, rec, au)) add(s, rec, seq, au);
+      if (au.keyframe && open(s, rec, seq, au)) add(s, rec, seq, au);
       return;
     } catch (const IoError& e) {
       abandon(s, rec, e.what(), e.errno_value());
@@ -676,7 +698,6 @@ class RecorderImpl {
     g.last_dts_90k = au.dts_90k;
     g.last_seq = seq;
     g.unsynced = true;
-    rec.floor_seq = seq + 1;
     track_fragments(s, rec);
   }
 
@@ -698,7 +719,7 @@ class RecorderImpl {
     s.stats.bytes_written += f.size;
   }
 
-  bool open(Storage& s, StreamRec& rec, const AccessUnit& au) {
+  bool open(Storage& s, StreamRec& rec, std::uint64_t seq, const AccessUnit& au) {
     std::tm tm{};
     const std::time_t secs = static_cast<std::time_t>(au.wall_us / 1'000'000);
     ::gmtime_r(&secs, &tm);
@@ -743,6 +764,7 @@ class RecorderImpl {
     g.rotate_at_90k = au.dts_90k + (k * seg_len + rec.rotate_offset_us - au.wall_us) * 9 / 100;
     g.last_wall_us = au.wall_us;
     g.last_dts_90k = au.dts_90k;
+    g.first_seq = seq;
     g.last_sync_us = mono_now_us();
     fmp4::MuxerOptions mo;
     mo.input_annexb = false;
@@ -895,6 +917,8 @@ class RecorderImpl {
   MemoryBudget budget_;
   mutable std::mutex mutex_;
   bool stopped_ = false;
+  std::mutex lifecycle_;  // held by add_stream, remove_stream and stop (never by the threads they
+                          // wait for: writer threads and engine loops)
   std::map<std::string, std::unique_ptr<Storage>> storages_;
   std::map<std::string, std::shared_ptr<StreamRec>> streams_;
 
