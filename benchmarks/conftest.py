@@ -1,17 +1,28 @@
-"""Inputs shared by the benchmarks: camera-like streams, encoded once per session."""
+"""Inputs shared by the benchmarks: camera-like streams, encoded once per session; simulated
+cameras served by `vmscore sim serve` in its own process; CPU, memory and I/O of processes from
+/proc."""
 
 from __future__ import annotations
 
 import os
 import platform
-from collections.abc import Iterator
+import re
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
 import numpy.typing as npt
 import pytest
 
+from vmscore.sim import write_clip
 from vmscore.sim.encode import EncodedStream, encode_frames
+
+TICKS = os.sysconf("SC_CLK_TCK")
 
 
 def machine() -> str:
@@ -27,6 +38,68 @@ def machine() -> str:
     return f"{cpu}, {os.cpu_count()} cores, {system}, Python {platform.python_version()}"
 
 
+def cpu_seconds(pid: int, tid: int | None = None) -> float:
+    """User + system CPU time of a process (all its threads), or of one of its threads."""
+    stat = Path(f"/proc/{pid}/stat" if tid is None else f"/proc/{pid}/task/{tid}/stat")
+    fields = stat.read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / TICKS  # utime + stime
+
+
+def rss_kib(pid: int) -> int:
+    text = Path(f"/proc/{pid}/status").read_text()
+    return int(re.search(r"VmRSS:\s+(\d+)", text).group(1))  # type: ignore[union-attr]
+
+
+@pytest.fixture(scope="session")
+def camera_clip(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The simulated cameras' clip: 10 s of the carpark scene, 1080p25 H.264 at about 4 Mbit/s
+    with 2 s GOPs."""
+    out = tmp_path_factory.mktemp("clip-1080p")
+    write_clip(
+        out,
+        "carpark",
+        10,
+        seed=2,
+        main=(1920, 1080),
+        sub=None,
+        fps=25,
+        gop=50,
+        codec="h264",
+        bitrate=4_000_000,
+        preset="ultrafast",
+    )
+    return out
+
+
+@contextmanager
+def serve_cameras(clip: Path, count: int) -> Iterator[tuple[str, subprocess.Popen[str]]]:
+    """`count` cameras (cam0, cam1, ...) showing `clip`, served over RTSP/TCP by `vmscore sim
+    serve` in its own process; yields the base URL and the process."""
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "vmscore", "sim", "serve", "--clip", str(clip),
+         "--cameras", str(count), "--port", "0", "--tcp"],
+        stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
+        env={**os.environ, "PYTHONUNBUFFERED": "1"},
+    )  # fmt: skip
+    assert proc.stdout is not None
+    base = ""
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and not base:
+        line = proc.stdout.readline()
+        match = re.search(r"(rtsp://127\.0\.0\.1:\d+)/", line)
+        if match:
+            base = match.group(1)
+    assert base, "the camera server did not start"
+    try:
+        yield base, proc
+    finally:
+        proc.send_signal(signal.SIGINT)
+        proc.wait(timeout=30)
+        for pipe in (proc.stdout, proc.stderr):
+            if pipe:
+                pipe.close()
+
+
 def _textured(width: int, height: int, frames: int) -> Iterator[npt.NDArray[np.uint8]]:
     # Fine texture that pans, plus a moving block: enough detail for realistic frame sizes.
     rng = np.random.default_rng(1)
@@ -36,6 +109,30 @@ def _textured(width: int, height: int, frames: int) -> Iterator[npt.NDArray[np.u
         x = (i * 7) % (width - width // 16)
         frame[height // 3 : height // 2, x : x + width // 16] = 200
         yield frame
+
+
+@contextmanager
+def ffmpeg_per_stream(
+    base: str, streams: int, output: Callable[[int], list[str]]
+) -> Iterator[list[subprocess.Popen[bytes]]]:
+    """One `ffmpeg -rtsp_transport tcp -i URL ...` per camera cam0..cam{streams-1}, with the
+    output arguments `output(i)`; terminated (SIGTERM, so a muxer finishes its file) on exit."""
+    head = ["ffmpeg", "-nostdin", "-loglevel", "error", "-rtsp_transport", "tcp", "-i"]
+    procs = [
+        subprocess.Popen(
+            [*head, f"{base}/cam{i}", *output(i)],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        for i in range(streams)
+    ]
+    try:
+        yield procs
+    finally:
+        for p in procs:
+            p.terminate()
+        for p in procs:
+            p.wait(timeout=10)
 
 
 @pytest.fixture(scope="session")

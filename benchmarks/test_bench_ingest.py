@@ -13,10 +13,7 @@ Run: pytest benchmarks/test_bench_ingest.py -s
 from __future__ import annotations
 
 import os
-import re
-import signal
 import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -25,70 +22,17 @@ import pytest
 from pytest_benchmark.fixture import BenchmarkFixture
 
 import vmscore
-from conftest import machine
-from vmscore.sim import write_clip
+from conftest import cpu_seconds, ffmpeg_per_stream, machine, rss_kib, serve_cameras
 
 SECONDS = float(os.environ.get("VMSCORE_BENCH_SECONDS", "20"))
 COMPARE_STREAMS = int(os.environ.get("VMSCORE_BENCH_COMPARE", "32"))
 SCALE = [int(n) for n in os.environ.get("VMSCORE_BENCH_STREAMS", "32,100,250,500").split(",")]
-TICKS = os.sysconf("SC_CLK_TCK")
-
-
-def cpu_seconds(pid: int) -> float:
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / TICKS  # utime + stime
-
-
-def rss_kib(pid: int) -> int:
-    text = Path(f"/proc/{pid}/status").read_text()
-    return int(re.search(r"VmRSS:\s+(\d+)", text).group(1))  # type: ignore[union-attr]
 
 
 @pytest.fixture(scope="module")
-def clip(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    out = tmp_path_factory.mktemp("clip-1080p")
-    write_clip(
-        out,
-        "carpark",
-        10,
-        seed=2,
-        main=(1920, 1080),
-        sub=None,
-        fps=25,
-        gop=50,
-        codec="h264",
-        bitrate=4_000_000,
-        preset="ultrafast",
-    )
-    return out
-
-
-@pytest.fixture(scope="module")
-def cameras(clip: Path) -> Iterator[tuple[str, subprocess.Popen[str]]]:
-    count = max([COMPARE_STREAMS, *SCALE])
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "vmscore", "sim", "serve", "--clip", str(clip),
-         "--cameras", str(count), "--port", "0", "--tcp"],
-        stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
-        env={**os.environ, "PYTHONUNBUFFERED": "1"},
-    )  # fmt: skip
-    assert proc.stdout is not None
-    base = ""
-    deadline = time.monotonic() + 120
-    while time.monotonic() < deadline and not base:
-        line = proc.stdout.readline()
-        match = re.search(r"(rtsp://127\.0\.0\.1:\d+)/", line)
-        if match:
-            base = match.group(1)
-    assert base, "the camera server did not start"
-    try:
-        yield base, proc
-    finally:
-        proc.send_signal(signal.SIGINT)
-        proc.wait(timeout=30)
-        for pipe in (proc.stdout, proc.stderr):
-            if pipe:
-                pipe.close()
+def cameras(camera_clip: Path) -> Iterator[tuple[str, subprocess.Popen[str]]]:
+    with serve_cameras(camera_clip, max([COMPARE_STREAMS, *SCALE])) as served:
+        yield served
 
 
 def measure_engine(base: str, server: subprocess.Popen[str], streams: int) -> dict[str, float]:
@@ -122,40 +66,13 @@ def measure_engine(base: str, server: subprocess.Popen[str], streams: int) -> di
 
 
 def measure_ffmpeg(base: str, streams: int) -> dict[str, float]:
-    procs = [
-        subprocess.Popen(
-            [
-                "ffmpeg",
-                "-nostdin",
-                "-loglevel",
-                "error",
-                "-rtsp_transport",
-                "tcp",
-                "-i",
-                f"{base}/cam{i}",
-                "-c",
-                "copy",
-                "-f",
-                "null",
-                "-",
-            ],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
-        for i in range(streams)
-    ]
-    try:
+    with ffmpeg_per_stream(base, streams, lambda _: ["-c", "copy", "-f", "null", "-"]) as procs:
         time.sleep(3)
         assert all(p.poll() is None for p in procs), "an ffmpeg exited early"
         cpu0, t0 = sum(cpu_seconds(p.pid) for p in procs), time.monotonic()
         time.sleep(SECONDS)
         cpu1, t1 = sum(cpu_seconds(p.pid) for p in procs), time.monotonic()
         rss = sum(rss_kib(p.pid) for p in procs)
-    finally:
-        for p in procs:
-            p.terminate()
-        for p in procs:
-            p.wait(timeout=10)
     wall = t1 - t0
     return {
         "cpu_s": cpu1 - cpu0,
