@@ -115,12 +115,15 @@ def test_readme_starts_with_the_two_commands_and_ci_runs_the_test_one() -> None:
     assert ci == [test]
 
 
-def test_readme_library_example_runs() -> None:
+def test_readme_library_examples_run() -> None:
     readme = (ROOT / "README.md").read_text()
-    (example,) = re.findall(r"```python\n(.+?)\n```", readme, flags=re.S)
-    proc = run(sys.executable, "-c", example)
+    mux, record = re.findall(r"```python\n(.+?)\n```", readme, flags=re.S)
+    proc = run(sys.executable, "-c", mux)
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.startswith("avc1.")
+    proc = run(sys.executable, "-c", record)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip() == "True"
 
 
 def test_cibuildwheel_builds_manylinux_wheels_for_both_architectures() -> None:

@@ -122,6 +122,8 @@ class Ring {
   // none is that old; nullopt when the ring is empty.
   std::optional<std::uint64_t> keyframe_at_or_before(std::int64_t wall_us) const;
   std::optional<std::uint64_t> latest_keyframe() const;
+  // The oldest keyframe whose wall time is at or after `wall_us`; nullopt when none is held.
+  std::optional<std::uint64_t> keyframe_at_or_after(std::int64_t wall_us) const;
   RingStats stats() const;
   void clear();
 

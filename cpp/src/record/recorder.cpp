@@ -546,9 +546,9 @@ class RecorderImpl {
   }
 
   // Event windows, while no segment is open: resolve each start against the ring (the keyframe
-  // at or before start - pre-roll, or before the end of what an earlier event already recorded)
-  // and rewind to it. A window that reaches back into recorded footage thus repeats at most one
-  // GOP rather than losing the frames up to the next keyframe.
+  // at or before start - pre-roll) and rewind to it. An event recording ends at a keyframe (the
+  // one after end + post-roll), so a window reaching back into footage an earlier event recorded
+  // starts at that keyframe: no frame twice, none lost in between.
   void resolve_windows(StreamRec& rec) {
     if (rec.settings.mode != Mode::Event || rec.seg) return;
     const RingStats rs = rec.ring.stats();
@@ -560,7 +560,18 @@ class RecorderImpl {
         const std::int64_t from = std::max(w.start_us, rec.covered_until_wall_us);
         if (from >= w.end_us) continue;              // already recorded; dropped below
         if (rs.last_wall_us < from) continue;        // starts in the future: resolve later
-        const std::uint64_t seq = rec.ring.keyframe_at_or_before(from).value_or(rs.first_seq);
+        std::optional<std::uint64_t> kf = rec.ring.keyframe_at_or_before(from);
+        if (kf && rec.covered_until_wall_us > std::numeric_limits<std::int64_t>::min()) {
+          // Only when the camera stopped within the earlier recording can the keyframe before
+          // `from` lie inside it: start after it instead.
+          std::vector<AccessUnit> probe;
+          rec.ring.copy_from(*kf, probe, 1);
+          if (!probe.empty() && probe.front().wall_us < rec.covered_until_wall_us) {
+            kf = rec.ring.keyframe_at_or_after(rec.covered_until_wall_us);
+            if (!kf) continue;  // resolve when that keyframe arrives
+          }
+        }
+        const std::uint64_t seq = kf.value_or(rs.first_seq);
         if (rs.first_wall_us > from) short_preroll.emplace_back(from, rs.first_wall_us);
         w.start_seq = seq;
         rec.next_seq = std::min(rec.next_seq, seq);
@@ -598,13 +609,18 @@ class RecorderImpl {
     if (rec.disconnected.exchange(false) && rec.seg) {
       const std::int64_t last = rec.seg->last_wall_us;
       finish(s, rec, "camera_disconnected");
+      rec.covered_until_wall_us = std::max(rec.covered_until_wall_us, last + 1);
       if (rec.settings.mode == Mode::Continuous && !rec.gap_since_us) {
         // Reported as a gap when the camera is back and recording resumes.
         rec.gap_since_us = last;
         rec.gap_reason = "camera disconnected";
       }
     }
-    if (rec.seg && rec.settings.mode == Mode::Event && !event_running(rec)) finish(s, rec, "event_end");
+    if (rec.seg && rec.settings.mode == Mode::Event && !event_running(rec)) {
+      const std::int64_t last = rec.seg->last_wall_us;
+      finish(s, rec, "event_end");
+      rec.covered_until_wall_us = std::max(rec.covered_until_wall_us, last + 1);
+    }
     drop_finished_windows(rec);
     if (rec.seg && rec.seg->unsynced && options_.sync_interval_us >= 0 &&
         mono_now_us() - rec.seg->last_sync_us >= options_.sync_interval_us) {
@@ -647,10 +663,15 @@ class RecorderImpl {
   }
 
   void handle(Storage& s, StreamRec& rec, std::uint64_t seq, const AccessUnit& au) {
-    const bool want = active(rec, seq, au);
+    bool want = active(rec, seq, au);
     if (rec.seg && !want) {
-      finish(s, rec, "event_end");
-      rec.covered_until_wall_us = au.wall_us;  // recorded up to (not including) this unit
+      if (au.keyframe) {
+        // An event recording ends at a keyframe, so the next one can start exactly here.
+        finish(s, rec, "event_end");
+        rec.covered_until_wall_us = au.wall_us;  // recorded up to (not including) this unit
+      } else {
+        want = true;  // complete the GOP
+      }
     }
     if (!want) return;
     if (rec.seg && (au.wall_us - rec.seg->last_wall_us > options_.camera_gap_us ||

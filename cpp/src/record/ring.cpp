@@ -76,6 +76,14 @@ std::optional<std::uint64_t> Ring::latest_keyframe() const {
   return std::nullopt;
 }
 
+std::optional<std::uint64_t> Ring::keyframe_at_or_after(std::int64_t wall_us) const {
+  std::lock_guard<std::mutex> lock(mutex_);
+  const std::uint64_t first = end_seq_ - units_.size();
+  for (std::size_t i = 0; i < units_.size(); ++i)
+    if (units_[i].keyframe && units_[i].wall_us >= wall_us) return first + i;
+  return std::nullopt;
+}
+
 RingStats Ring::stats() const {
   std::lock_guard<std::mutex> lock(mutex_);
   RingStats s;
