@@ -203,6 +203,26 @@ def _recording(row: Sequence[object]) -> Recording:
     return Recording(**values)  # type: ignore[arg-type]
 
 
+def _overlapping(
+    equal: dict[str, str | None], start_wall_us: int | None, end_wall_us: int | None
+) -> tuple[str, list[object]]:
+    """A WHERE clause (with its arguments) for rows whose [start, end) overlaps the given range
+    and whose columns equal the given values; None means any."""
+    where: list[str] = []
+    args: list[object] = []
+    for column, value in equal.items():
+        if value is not None:
+            where.append(f"{column} = ?")
+            args.append(value)
+    if end_wall_us is not None:
+        where.append("start_wall_us < ?")
+        args.append(end_wall_us)
+    if start_wall_us is not None:
+        where.append("end_wall_us > ?")
+        args.append(start_wall_us)
+    return (" WHERE " + " AND ".join(where) if where else ""), args
+
+
 class RecordingIndex:
     """The station's recording tables in one SQLite database. Thread-safe (one connection, a
     lock); ``synchronous=FULL`` so a commit survives a power cut."""
@@ -278,22 +298,10 @@ class RecordingIndex:
         storage: str | None = None,
     ) -> list[Recording]:
         """Recordings overlapping [start, end), oldest first."""
-        where: list[str] = []
-        args: list[object] = []
-        for column, value in (("camera", camera), ("stream", stream), ("storage", storage)):
-            if value is not None:
-                where.append(f"{column} = ?")
-                args.append(value)
-        if end_wall_us is not None:
-            where.append("start_wall_us < ?")
-            args.append(end_wall_us)
-        if start_wall_us is not None:
-            where.append("end_wall_us > ?")
-            args.append(start_wall_us)
-        sql = f"SELECT {_RECORDING_COLUMNS} FROM recording"
-        if where:
-            sql += " WHERE " + " AND ".join(where)
-        sql += " ORDER BY start_wall_us, id"
+        where, args = _overlapping(
+            {"camera": camera, "stream": stream, "storage": storage}, start_wall_us, end_wall_us
+        )
+        sql = f"SELECT {_RECORDING_COLUMNS} FROM recording{where} ORDER BY start_wall_us, id"
         with self._lock:
             return [_recording(r) for r in self._db.execute(sql, args)]
 
@@ -351,11 +359,8 @@ class RecordingIndex:
             return int(cur.lastrowid or 0)
 
     def gaps(self, camera: str | None = None) -> list[Gap]:
-        sql = "SELECT id, camera, stream, start_wall_us, end_wall_us, reason FROM gap"
-        args: list[object] = []
-        if camera is not None:
-            sql += " WHERE camera = ?"
-            args.append(camera)
+        where, args = _overlapping({"camera": camera}, None, None)
+        sql = f"SELECT id, camera, stream, start_wall_us, end_wall_us, reason FROM gap{where}"
         with self._lock:
             return [Gap(*r) for r in self._db.execute(sql + " ORDER BY start_wall_us, id", args)]
 
@@ -381,20 +386,9 @@ class RecordingIndex:
         start_wall_us: int | None = None,
         end_wall_us: int | None = None,
     ) -> list[Event]:
-        where: list[str] = []
-        args: list[object] = []
-        if camera is not None:
-            where.append("camera = ?")
-            args.append(camera)
-        if end_wall_us is not None:
-            where.append("start_wall_us < ?")
-            args.append(end_wall_us)
-        if start_wall_us is not None:
-            where.append("end_wall_us > ?")
-            args.append(start_wall_us)
-        sql = "SELECT id, camera, kind, start_wall_us, end_wall_us, data FROM event"
-        if where:
-            sql += " WHERE " + " AND ".join(where)
+        """Events overlapping [start, end), oldest first."""
+        where, args = _overlapping({"camera": camera}, start_wall_us, end_wall_us)
+        sql = f"SELECT id, camera, kind, start_wall_us, end_wall_us, data FROM event{where}"
         with self._lock:
             return [Event(*r) for r in self._db.execute(sql + " ORDER BY start_wall_us", args)]
 
@@ -419,14 +413,11 @@ class RecordingIndex:
             return int(cur.lastrowid or 0)
 
     def locks(self, camera: str | None = None) -> list[EvidenceLock]:
+        where, args = _overlapping({"camera": camera}, None, None)
         sql = (
             "SELECT id, camera, start_wall_us, end_wall_us, reason, owner, created_wall_us,"
-            " expires_wall_us, lifted_wall_us, lifted_by FROM evidence_lock"
+            f" expires_wall_us, lifted_wall_us, lifted_by FROM evidence_lock{where}"
         )
-        args: list[object] = []
-        if camera is not None:
-            sql += " WHERE camera = ?"
-            args.append(camera)
         with self._lock:
             return [EvidenceLock(*r) for r in self._db.execute(sql + " ORDER BY id", args)]
 
