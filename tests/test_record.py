@@ -45,7 +45,8 @@ def test_continuous_segments_rotate_at_keyframes_and_are_indexed(
         day = time.strftime("%Y-%m-%d", time.gmtime(r.start_wall_us / SEC))
         assert r.path.startswith(f"cam1/{day}/") and r.path.endswith("-main.mp4")
         if r.end_reason == "rotated":
-            assert 0.9 * SEC <= r.end_wall_us - r.start_wall_us <= 3.2 * SEC
+            # (the first is 1-3 s to reach its stream's rotation grid, plus up to a GOP)
+            assert 0.9 * SEC <= r.end_wall_us - r.start_wall_us <= 4.1 * SEC
     # Consecutive segments join without a hole: each starts where the previous ended.
     for a, b in itertools.pairwise(rows):
         assert abs(b.start_wall_us - a.end_wall_us) < 50_000
@@ -59,17 +60,24 @@ def test_ring_shares_buffers_starts_at_keyframes_and_is_bounded(
 ) -> None:
     settings = RecordingSettings(storage="disk1", mode="event", ring_s=2.0, pre_roll_s=0)
     with recording_station(tmp_path, clip, {"cam1": settings}) as (_, _, rec):
-        wait_for(lambda: rec.stats("cam1").ring.keyframes >= 4, 15, "a few GOPs in the ring")
+        wait_for(lambda: rec.stats("cam1").ring.trimmed_units > 0, 15, "a full ring")
         a = rec.units_from("cam1", 1)  # from the oldest keyframe
         b = rec.units_from("cam1", 1)
         assert a[0].is_keyframe and len(a) >= 25
-        # Readers share the bytes: the same buffer, not a copy.
-        assert [address(x) for x in a[:10]] == [address(x) for x in b[:10]]
-        stats = rec.stats("cam1").ring
+        # Readers share the bytes: the same buffer, not a copy (the ring may have moved on
+        # between the two reads; compare the units both hold).
+        first = {x.wall_time_us: address(x) for x in a}
+        shared = [(first[x.wall_time_us], address(x)) for x in b if x.wall_time_us in first]
+        assert len(shared) >= 10 and all(p == q for p, q in shared)
+        for _ in range(50):  # a snapshot taken while the ring did not change
+            stats = rec.stats("cam1").ring
+            units = rec.units_from("cam1", 1)
+            if rec.stats("cam1").ring.end_seq == stats.end_seq:
+                break
         span = stats.last_wall_us - stats.first_wall_us
         # At least ring_s (2 s) is kept, plus at most one GOP (1 s) beyond it.
         assert 2 * SEC <= span <= 3.2 * SEC
-        assert stats.bytes == sum(x.size for x in a) and stats.units == len(a)
+        assert stats.bytes == sum(x.size for x in units) and stats.units == len(units)
         latest = rec.units_from("cam1", 0)
         assert latest[0].is_keyframe and len(latest) <= 26
 
