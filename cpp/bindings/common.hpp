@@ -66,5 +66,6 @@ void register_system(py::module_& m);
 void register_rtsp(py::module_& m);
 void register_camera_server(py::module_& m);
 void register_record(py::module_& m);
+void register_motion(py::module_& m);
 
 }  // namespace vms::bind

@@ -1,0 +1,77 @@
+// Shared by the kernel translation units: the per-pixel definitions (used by the scalar reference
+// and by the SIMD tails) and the tables. Only plain inline functions on integers here, no standard
+// library: the SIMD units are compiled for their instruction set, and an inline function they
+// instantiate must not be one a baseline unit could pick up (see kernels_simd.inc).
+#pragma once
+
+#include "vmscore/motion_kernels.hpp"
+
+namespace vms::motion {
+namespace {  // internal linkage: each unit keeps its own copy, compiled for its own target
+
+inline std::uint8_t absdiff(std::uint8_t a, std::uint8_t b) {
+  return static_cast<std::uint8_t>(a > b ? a - b : b - a);
+}
+inline std::uint8_t min3(std::uint8_t a, std::uint8_t b, std::uint8_t c) {
+  const std::uint8_t m = a < b ? a : b;
+  return m < c ? m : c;
+}
+inline std::uint8_t max3(std::uint8_t a, std::uint8_t b, std::uint8_t c) {
+  const std::uint8_t m = a > b ? a : b;
+  return m > c ? m : c;
+}
+// How far v lies outside [lo, hi] (0 inside).
+inline std::uint8_t range_distance(std::uint8_t v, std::uint8_t lo, std::uint8_t hi) {
+  if (v > hi) return static_cast<std::uint8_t>(v - hi);
+  if (v < lo) return static_cast<std::uint8_t>(lo - v);
+  return 0;
+}
+inline std::uint16_t learn_step(std::uint8_t cur, std::uint16_t bg, int shift) {
+  const int delta = (static_cast<int>(cur) << 7) - static_cast<int>(bg);
+  return static_cast<std::uint16_t>(static_cast<int>(bg) + (delta >> shift));
+}
+inline std::uint8_t fixed_to_u8(std::uint16_t bg) { return static_cast<std::uint8_t>((bg + 64) >> 7); }
+
+// The per-pixel definitions of the non-byte-wise kernels from index i on: the scalar kernels run
+// them from 0, the SIMD kernels on their tails.
+inline void tail_background_update(const std::uint8_t* cur, const std::uint8_t* learn, std::uint16_t* bg,
+                                   std::uint8_t* bg8, std::size_t i, std::size_t n, int shift) {
+  for (; i < n; ++i) {
+    if (learn[i]) bg[i] = learn_step(cur[i], bg[i], shift);
+    bg8[i] = fixed_to_u8(bg[i]);
+  }
+}
+inline void tail_sum_squares(const std::uint8_t* img, std::size_t i, std::size_t n, std::uint64_t& sum,
+                             std::uint64_t& sum_sq) {
+  for (; i < n; ++i) {
+    sum += img[i];
+    sum_sq += static_cast<std::uint32_t>(img[i]) * img[i];
+  }
+}
+inline void tail_column_sums(const std::uint8_t* src, std::ptrdiff_t stride, int x, int width, int rows,
+                             std::uint16_t* acc) {
+  for (; x < width; ++x) {
+    std::uint16_t a = 0;
+    const std::uint8_t* p = src + x;
+    for (int r = 0; r < rows; ++r, p += stride) a = static_cast<std::uint16_t>(a + *p);
+    acc[x] = a;
+  }
+}
+
+}  // namespace
+
+namespace scalar {
+extern const Kernels table;
+std::uint64_t absdiff_count(const std::uint8_t* a, std::ptrdiff_t as, const std::uint8_t* b,
+                            std::ptrdiff_t bs, int width, int height, std::uint8_t t);
+std::uint64_t sad(const std::uint8_t* a, std::ptrdiff_t as, const std::uint8_t* b,
+                  std::ptrdiff_t bs, int width, int height);
+}  // namespace scalar
+
+#if defined(__x86_64__) || defined(__i386__)
+namespace sse2 { extern const Kernels table; }
+namespace avx2 { extern const Kernels table; }
+namespace avx512 { extern const Kernels table; }
+#endif
+
+}  // namespace vms::motion
