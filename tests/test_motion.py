@@ -125,6 +125,20 @@ def test_background_update_and_downscale_match_scalar(
         SCALAR.background_update(cur, learn, bg_scalar, shift),
     )
     assert np.array_equal(bg, bg_scalar)
+    masks = [(rng.random((h, w)) < 0.5).astype(np.uint8) * 255 for _ in range(3)]
+    activity = rng.integers(0, 256, (h, w), dtype=np.uint8)
+    for got, want in zip(
+        k.flicker_update(activity, masks[0], masks[1]),
+        SCALAR.flicker_update(activity, masks[0], masks[1]),
+        strict=True,
+    ):
+        assert np.array_equal(got, want)
+    age = rng.integers(0, 256, (h, w), dtype=np.uint8)
+    age[0, 0] = 255  # saturates
+    prev = noisy_pair(rng, np.ascontiguousarray(cur))
+    got_age, got_oldest = k.age_update(age, cur, prev, masks[2], shift * 3)
+    want_age, want_oldest = SCALAR.age_update(age, cur, prev, masks[2], shift * 3)
+    assert np.array_equal(got_age, want_age) and got_oldest == want_oldest
     big = strided(rng, h * factor + factor - 1, w + factor, pad, offset)
     assert np.array_equal(k.downscale(big, factor), SCALAR.downscale(big, factor))
 
@@ -155,6 +169,24 @@ def test_scalar_kernels_match_their_numpy_definitions(
     mask, n = SCALAR.range_mask(a, lo8, hi8, thr)
     dist = np.maximum(np.maximum(ai - hi8, lo8.astype(np.int64) - ai), 0)
     assert np.array_equal(mask, np.where(dist > thr, 255, 0)) and n == int((dist > thr).sum())
+
+
+def test_flicker_and_age_follow_their_definitions() -> None:
+    rng = np.random.default_rng(2)
+    shape = (9, 37)
+    clean, prev = ((rng.random(shape) < 0.5).astype(np.uint8) * 255 for _ in range(2))
+    act = rng.integers(0, 256, shape, dtype=np.uint8)
+    new_act, new_clean, new_prev = SCALAR.flicker_update(act, clean, prev)
+    want = np.minimum(np.maximum(act.astype(int) - 1, 0) + np.where(clean > prev, 32, 0), 255)
+    assert np.array_equal(new_act, want) and np.array_equal(new_prev, clean)
+    assert np.array_equal(new_clean, np.where(want > 96, 0, clean))
+    age = rng.integers(0, 256, shape, dtype=np.uint8)
+    cur, before = (rng.integers(0, 256, shape, dtype=np.uint8) for _ in range(2))
+    moving = (rng.random(shape) < 0.5).astype(np.uint8)
+    got, oldest = SCALAR.age_update(age, cur, before, moving, 40)
+    keep = (moving != 0) & (np.abs(cur.astype(int) - before) <= 40)
+    assert np.array_equal(got, np.where(keep, np.minimum(age.astype(int) + 1, 255), 0))
+    assert oldest == got.max()
 
 
 @pytest.mark.parametrize("factor", range(1, 16))

@@ -287,6 +287,42 @@ void register_motion(py::module_& m) {
              }
              return std::make_pair(s, q);
            })
+      .def("flicker_update",
+           [](const Kernels& k, const py::buffer& activity, const py::buffer& clean, const py::buffer& prev_clean) {
+             // Returns new (activity, clean, prev_clean) arrays; the inputs are left as they were.
+             Plane a = plane2d(activity, "activity"), c = plane2d(clean, "clean"), p = plane2d(prev_clean, "prev_clean");
+             same_size(a, c);
+             same_size(a, p);
+             auto va = packed(a), vc = packed(c), vp = packed(p);
+             {
+               py::gil_scoped_release release;
+               k.flicker_update(va.data(), vc.data(), vp.data(), va.size());
+             }
+             auto out = [&](const std::vector<std::uint8_t>& v) {
+               auto img = image(a.width, a.height);
+               std::memcpy(img.mutable_data(), v.data(), v.size());
+               return img;
+             };
+             return py::make_tuple(out(va), out(vc), out(vp));
+           })
+      .def("age_update",
+           [](const Kernels& k, const py::buffer& age, const py::buffer& cur, const py::buffer& prev,
+              const py::buffer& moving, int still) {
+             if (still < 0 || still > 255) throw py::value_error("still must be 0..255");
+             Plane a = plane2d(age, "age"), c = plane2d(cur, "cur"), p = plane2d(prev, "prev"), mv = plane2d(moving, "moving");
+             same_size(a, c);
+             same_size(a, p);
+             same_size(a, mv);
+             auto va = packed(a), vc = packed(c), vp = packed(p), vm = packed(mv);
+             std::uint8_t oldest;
+             {
+               py::gil_scoped_release release;
+               oldest = k.age_update(va.data(), vc.data(), vp.data(), vm.data(), static_cast<std::uint8_t>(still), va.size());
+             }
+             auto img = image(a.width, a.height);
+             std::memcpy(img.mutable_data(), va.data(), va.size());
+             return py::make_tuple(img, static_cast<int>(oldest));
+           })
       .def("downscale",
            [](const Kernels& k, const py::buffer& src, int factor) {
              if (factor < 1 || factor > 15) throw py::value_error("factor must be 1..15");

@@ -148,6 +148,7 @@ class Detector {
   int f_, aw_, ah_;
   std::size_t n_;
   int cw_, ch_, cf_;  // coarse image for scene checks
+  int sample_step_ = 1;
 
   std::vector<std::uint8_t> cur_, prev_, bg8_, lo_, hi_, thr_, raw_, prev_raw_, tmp_, clean_,
       prev_clean_, activity_, age_, learn_, klass_, coarse_, ref_, scratch_;

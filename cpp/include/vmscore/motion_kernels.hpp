@@ -49,6 +49,17 @@ struct Kernels {
   void (*sum_squares)(const std::uint8_t* img, std::size_t n, std::uint64_t* sum,
                       std::uint64_t* sum_sq);
 
+  // Flicker bookkeeping over n contiguous pixels: activity += 32 where the mask switched on
+  // (clean set, prev_clean not), saturating, after a decay of 1; prev_clean = clean; then clean
+  // is cleared where activity > 96.
+  void (*flicker_update)(std::uint8_t* activity, std::uint8_t* clean, std::uint8_t* prev_clean,
+                         std::size_t n);
+
+  // Age of changed pixels that stay still: age = moving != 0 and |cur - prev| <= still ?
+  // min(age + 1, 255) : 0. Returns the largest age.
+  std::uint8_t (*age_update)(std::uint8_t* age, const std::uint8_t* cur, const std::uint8_t* prev,
+                             const std::uint8_t* moving, std::uint8_t still, std::size_t n);
+
   // Column sums of `rows` consecutive rows (rows <= 257): acc[x] = sum of src[r * stride + x].
   void (*column_sums)(const std::uint8_t* src, std::ptrdiff_t stride, int width, int rows,
                       std::uint16_t* acc);

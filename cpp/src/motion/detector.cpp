@@ -37,6 +37,17 @@ double k_of(double sensitivity) { return 6.0 - 4.0 * clamp01(sensitivity); }
 
 int round_int(double v) { return static_cast<int>(std::lround(v)); }
 
+// Per-pixel bookkeeping loops, written for the compiler's vectoriser: restrict pointers, a local
+// count, byte arithmetic only (a byte store could otherwise alias the detector's own members).
+void and_into(std::uint8_t* __restrict dst, const std::uint8_t* __restrict a, const std::uint8_t* __restrict b,
+              std::size_t n) {
+  for (std::size_t i = 0; i < n; ++i) dst[i] = a[i] & b[i];
+}
+
+void invert(std::uint8_t* __restrict dst, const std::uint8_t* __restrict src, std::size_t n) {
+  for (std::size_t i = 0; i < n; ++i) dst[i] = static_cast<std::uint8_t>(~src[i]);
+}
+
 }  // namespace
 
 Detector::Detector(int width, int height, Config config)
@@ -61,7 +72,9 @@ Detector::Detector(int width, int height, Config config)
   ah_ = height / f_;
   if (aw_ < 8 || ah_ < 8) throw std::invalid_argument("analysis image would be smaller than 8x8");
   n_ = static_cast<std::size_t>(aw_) * static_cast<std::size_t>(ah_);
-  cf_ = std::max(1, aw_ / 80);
+  // Noise and global motion are estimated on a sample of about 20000 pixels whatever the size.
+  sample_step_ = std::max(1, static_cast<int>(std::sqrt(static_cast<double>(n_) / 20000.0)));
+  cf_ = std::clamp(aw_ / 80, 1, 15);
   cw_ = aw_ / cf_;
   ch_ = ah_ / cf_;
 
@@ -210,14 +223,14 @@ void Detector::rebaseline() {
 }
 
 void Detector::estimate_noise() {
-  // Median of |frame - previous frame| over every third row. Frame to frame, slow light changes
+  // Median of |frame - previous frame| over a sample of the pixels. Frame to frame, slow light changes
   // (dusk, a cloud) do not count and objects covering less than half the image do not move the
   // median; for Gaussian noise the median absolute difference of two frames is 0.954 sigma.
   std::array<std::uint32_t, 256> hist{};
   std::uint32_t total = 0;
-  for (int y = 0; y < ah_; y += 3) {
+  for (int y = 0; y < ah_; y += sample_step_) {
     const std::size_t row = static_cast<std::size_t>(y) * static_cast<std::size_t>(aw_);
-    for (int x = 0; x < aw_; ++x) {
+    for (int x = (y / sample_step_) % sample_step_; x < aw_; x += sample_step_) {
       const std::size_t i = row + static_cast<std::size_t>(x);
       if (klass_[i] == kExcluded) continue;
       const int d = cur_[i] > prev_[i] ? cur_[i] - prev_[i] : prev_[i] - cur_[i];
@@ -244,14 +257,16 @@ void Detector::estimate_noise() {
 
 bool Detector::estimate_shake(int& dx, int& dy) {
   const int m = kShakeRange;
-  const int w = aw_ - 2 * m, h = ah_ - 2 * m;
+  // Every sample_step_-th row is enough to find the shift.
+  const int w = aw_ - 2 * m, h = (ah_ - 2 * m + sample_step_ - 1) / sample_step_;
+  const std::ptrdiff_t stride = static_cast<std::ptrdiff_t>(aw_) * sample_step_;
   const std::uint8_t* c = cur_.data() + static_cast<std::ptrdiff_t>(m) * aw_ + m;
   std::uint64_t best = ~0ull, zero = 0;
   dx = dy = 0;
   for (int sy = -m; sy <= m; ++sy)
     for (int sx = -m; sx <= m; ++sx) {
       const std::uint8_t* b = bg8_.data() + static_cast<std::ptrdiff_t>(m + sy) * aw_ + (m + sx);
-      const std::uint64_t s = k_.sad(c, aw_, b, aw_, w, h);
+      const std::uint64_t s = k_.sad(c, stride, b, stride, w, h);
       if (!sx && !sy) zero = s;
       if (s < best) {
         best = s;
@@ -347,7 +362,7 @@ double Detector::structure_similarity() const {
       const std::size_t i = static_cast<std::size_t>(y) * static_cast<std::size_t>(cw_) + static_cast<std::size_t>(x);
       const double ax = coarse_[i + 1] - coarse_[i], ay = coarse_[i + static_cast<std::size_t>(cw_)] - coarse_[i];
       const double bx = ref_[i + 1] - ref_[i], by = ref_[i + static_cast<std::size_t>(cw_)] - ref_[i];
-      const double ma = std::hypot(ax, ay) + 2, mb = std::hypot(bx, by) + 2;
+      const double ma = std::sqrt(ax * ax + ay * ay) + 2, mb = std::sqrt(bx * bx + by * by) + 2;
       dot += (ax * bx + ay * by) / (ma * mb);
       na += (ax * ax + ay * ay) / (ma * ma);
       nb += (bx * bx + by * by) / (mb * mb);
@@ -357,13 +372,13 @@ double Detector::structure_similarity() const {
 
 bool Detector::global_motion(double& dx, double& dy) const {
   // Translation of the whole view since the previous frame, by least squares on the image
-  // gradients (Lucas-Kanade over the whole image, every second pixel): accurate to a few hundredths
+  // gradients (Lucas-Kanade over a sample of the pixels): accurate to a few hundredths
   // of a pixel for the sub-pixel jitter of a shaking pole, which the background range hides from
   // the mask but which would smear the background if it were learnt.
   double sxx = 0, sxy = 0, syy = 0, sxt = 0, syt = 0;
   const std::size_t w = static_cast<std::size_t>(aw_);
-  for (int y = 1; y + 1 < ah_; y += 2)
-    for (int x = 1; x + 1 < aw_; x += 2) {
+  for (int y = 1; y + 1 < ah_; y += sample_step_)
+    for (int x = 1; x + 1 < aw_; x += sample_step_) {
       const std::size_t i = static_cast<std::size_t>(y) * w + static_cast<std::size_t>(x);
       const double ix = 0.5 * (prev_[i + 1] - prev_[i - 1]);
       const double iy = 0.5 * (prev_[i + w] - prev_[i - w]);
@@ -412,16 +427,26 @@ bool Detector::illumination_like(const Stats& s) const {
 }
 
 void Detector::tamper_checks(double dt) {
-  std::uint64_t sum = 0, sq = 0;
-  k_.sum_squares(cur_.data(), n_, &sum, &sq);
-  const double nn = static_cast<double>(n_);
+  // Brightness, contrast and fine detail from pairs of rows spread over the image.
+  std::uint64_t sum = 0, sq = 0, fine = 0, px = 0;
+  const int step = std::max(2, sample_step_);
+  for (int y = 0; y + 1 < ah_; y += step) {
+    const std::uint8_t* rows = cur_.data() + static_cast<std::ptrdiff_t>(y) * aw_;
+    std::uint64_t s = 0, q = 0;
+    k_.sum_squares(rows, 2 * static_cast<std::size_t>(aw_), &s, &q);
+    sum += s;
+    sq += q;
+    fine += k_.gradient_energy(rows, aw_, aw_, 2);
+    px += 2 * static_cast<std::uint64_t>(aw_);
+  }
+  const double nn = static_cast<double>(px);
   const double mean = static_cast<double>(sum) / nn;
   const double var = std::max(0.0, static_cast<double>(sq) / nn - mean * mean);
   const double sd = std::sqrt(var);
   downscale(k_, cur_.data(), aw_, aw_, ah_, cf_, coarse_.data(), acc_.data());
   // Sharpness: fine detail against coarse detail (gradients per pixel of the analysis image and of
   // the coarse image). Lighting scales both alike; a blurred lens takes the fine detail first.
-  const double grad = static_cast<double>(k_.gradient_energy(cur_.data(), aw_, aw_, ah_)) / nn;
+  const double grad = static_cast<double>(fine) / nn;
   const double coarse_grad = static_cast<double>(k_.gradient_energy(coarse_.data(), cw_, cw_, ch_)) /
                              static_cast<double>(coarse_.size());
   const double sharp = coarse_grad > 0.5 ? grad / coarse_grad : 0;
@@ -535,7 +560,7 @@ const Result& Detector::process(const std::uint8_t* plane, std::ptrdiff_t stride
   auto finish = [&](bool update_background, const std::vector<std::uint8_t>* moving) {
     if (update_background) {
       if (moving)
-        for (std::size_t i = 0; i < n_; ++i) learn_[i] = static_cast<std::uint8_t>(~(*moving)[i]);
+        invert(learn_.data(), moving->data(), n_);
       else
         std::fill(learn_.begin(), learn_.end(), 255);
       k_.background_update(cur_.data(), learn_.data(), bg_.data(), bg8_.data(), n_, shift);
@@ -594,12 +619,15 @@ const Result& Detector::process(const std::uint8_t* plane, std::ptrdiff_t stride
   }
 
   // Temporal filter: changed now and within one pixel of a change in the previous frame.
-  std::copy(raw_.begin(), raw_.end(), tmp_.begin());  // keep the raw mask for the next frame
+  // Afterwards prev_raw_ holds this frame's raw mask (for the next frame) and raw_ the filtered one.
   if (cfg_.temporal_filter) {
     k_.minmax3x3(prev_raw_.data(), aw_, ah_, nullptr, clean_.data(), scratch_.data());
-    for (std::size_t i = 0; i < n_; ++i) raw_[i] &= clean_[i];
+    and_into(tmp_.data(), raw_.data(), clean_.data(), n_);
+    std::swap(prev_raw_, raw_);
+    std::swap(raw_, tmp_);
+  } else {
+    std::copy(raw_.begin(), raw_.end(), prev_raw_.begin());
   }
-  std::swap(prev_raw_, tmp_);  // prev_raw_ = this frame's raw mask (before the temporal filter)
   // Despeckle: 3x3 opening.
   if (cfg_.despeckle) {
     k_.minmax3x3(raw_.data(), aw_, ah_, tmp_.data(), nullptr, scratch_.data());
@@ -610,13 +638,7 @@ const Result& Detector::process(const std::uint8_t* plane, std::ptrdiff_t stride
   // Flicker filter: count switch-ons per pixel (+32 each), decaying by 1 per frame; pixels that
   // switched on more than 3 times in the last ~100 frames are ignored.
   if (cfg_.flicker_filter) {
-    for (std::size_t i = 0; i < n_; ++i) {
-      const std::uint8_t on = static_cast<std::uint8_t>(clean_[i] & ~prev_clean_[i]);
-      const int a = activity_[i] + (on ? 32 : 0) - (activity_[i] ? 1 : 0);
-      activity_[i] = static_cast<std::uint8_t>(a > 255 ? 255 : a);
-    }
-    std::copy(clean_.begin(), clean_.end(), prev_clean_.begin());
-    for (std::size_t i = 0; i < n_; ++i) clean_[i] = activity_[i] > 96 ? 0 : clean_[i];
+    k_.flicker_update(activity_.data(), clean_.data(), prev_clean_.data(), n_);
   } else {
     std::copy(clean_.begin(), clean_.end(), prev_clean_.begin());
   }
@@ -720,22 +742,20 @@ const Result& Detector::process(const std::uint8_t* plane, std::ptrdiff_t stride
 
   // Changed pixels that stay still are absorbed after static_s (a parked car, a moved bench).
   const int static_frames = std::max(1, round_int(cfg_.static_s / std::max(dt_, 1e-3)));
-  age_step_ = std::max(1, (static_frames + 199) / 200);
+  age_step_ = std::max(1, static_frames / 25);  // ages count in steps: 25 to 255 of them
   const int limit = std::min(255, (static_frames + age_step_ - 1) / age_step_);
   if (++age_tick_ >= age_step_) {
     age_tick_ = 0;
     const std::uint8_t still = static_cast<std::uint8_t>(std::max(2, thr_global_ / 2));
-    for (std::size_t i = 0; i < n_; ++i) {
-      if (!prev_raw_[i]) {
-        age_[i] = 0;
-        continue;
-      }
-      const int d = cur_[i] > prev_[i] ? cur_[i] - prev_[i] : prev_[i] - cur_[i];
-      age_[i] = d <= still ? static_cast<std::uint8_t>(std::min(255, age_[i] + 1)) : 0;
-      if (age_[i] >= limit) {
-        bg_[i] = static_cast<std::uint16_t>(cur_[i] << 7);
-        bg8_[i] = cur_[i];
-        age_[i] = 0;
+    const std::uint8_t* c = cur_.data();
+    std::uint8_t* age = age_.data();
+    const std::uint8_t oldest = k_.age_update(age, c, prev_.data(), prev_raw_.data(), still, n_);
+    if (oldest >= limit) {
+      for (std::size_t i = 0; i < n_; ++i) {
+        if (age[i] < limit) continue;
+        bg_[i] = static_cast<std::uint16_t>(c[i] << 7);
+        bg8_[i] = c[i];
+        age[i] = 0;
       }
     }
   }

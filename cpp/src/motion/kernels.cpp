@@ -1,4 +1,6 @@
 // Kernel dispatch (one table per SIMD level, chosen once) and the downscale built on column sums.
+#include <cstring>
+
 #include "kernels_internal.hpp"
 
 namespace vms::motion {
@@ -29,7 +31,7 @@ void downscale(const Kernels& k, const std::uint8_t* src, std::ptrdiff_t stride,
   const int ow = width / factor, oh = height / factor;
   if (factor == 1) {
     for (int y = 0; y < oh; ++y)
-      for (int x = 0; x < ow; ++x) dst[static_cast<std::ptrdiff_t>(y) * ow + x] = src[y * stride + x];
+      std::memcpy(dst + static_cast<std::ptrdiff_t>(y) * ow, src + y * stride, static_cast<std::size_t>(ow));
     return;
   }
   // Rounded division by factor^2 as a multiply and shift, exact for every sum up to 257 * 255 *

@@ -20,6 +20,9 @@ struct V {
   static T min(T a, T b) { return _mm256_min_epu8(a, b); }
   static T max(T a, T b) { return _mm256_max_epu8(a, b); }
   static T subs(T a, T b) { return _mm256_subs_epu8(a, b); }
+  static T adds(T a, T b) { return _mm256_adds_epu8(a, b); }
+  static T and_(T a, T b) { return _mm256_and_si256(a, b); }
+  static T andnot(T a, T b) { return _mm256_andnot_si256(a, b); }
   static T absdiff(T a, T b) { return _mm256_or_si256(_mm256_subs_epu8(a, b), _mm256_subs_epu8(b, a)); }
   static T gt(T a, T b) {
     return _mm256_xor_si256(_mm256_cmpeq_epi8(_mm256_subs_epu8(a, b), _mm256_setzero_si256()),

@@ -24,6 +24,9 @@ struct V {
   static T min(T a, T b) { return _mm512_min_epu8(a, b); }
   static T max(T a, T b) { return _mm512_max_epu8(a, b); }
   static T subs(T a, T b) { return _mm512_subs_epu8(a, b); }
+  static T adds(T a, T b) { return _mm512_adds_epu8(a, b); }
+  static T and_(T a, T b) { return _mm512_and_si512(a, b); }
+  static T andnot(T a, T b) { return _mm512_andnot_si512(a, b); }
   static T absdiff(T a, T b) { return _mm512_or_si512(_mm512_subs_epu8(a, b), _mm512_subs_epu8(b, a)); }
   static T gt(T a, T b) { return _mm512_movm_epi8(_mm512_cmpgt_epu8_mask(a, b)); }
   static Acc acc_zero() { return 0; }

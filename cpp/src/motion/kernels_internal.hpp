@@ -48,6 +48,27 @@ inline void tail_sum_squares(const std::uint8_t* img, std::size_t i, std::size_t
     sum_sq += static_cast<std::uint32_t>(img[i]) * img[i];
   }
 }
+inline void tail_flicker_update(std::uint8_t* act, std::uint8_t* clean, std::uint8_t* prev_clean,
+                               std::size_t i, std::size_t n) {
+  for (; i < n; ++i) {
+    const int on = clean[i] > prev_clean[i] ? 32 : 0;  // masks: a switch-on
+    const int decayed = act[i] ? act[i] - 1 : 0;
+    const int a = decayed + on > 255 ? 255 : decayed + on;
+    act[i] = static_cast<std::uint8_t>(a);
+    prev_clean[i] = clean[i];
+    if (a > 96) clean[i] = 0;
+  }
+}
+inline std::uint8_t tail_age_update(std::uint8_t* age, const std::uint8_t* cur, const std::uint8_t* prev,
+                                    const std::uint8_t* moving, std::uint8_t still, std::size_t i,
+                                    std::size_t n, std::uint8_t oldest) {
+  for (; i < n; ++i) {
+    const bool keep = moving[i] && absdiff(cur[i], prev[i]) <= still;
+    age[i] = keep ? static_cast<std::uint8_t>(age[i] == 255 ? 255 : age[i] + 1) : 0;
+    if (age[i] > oldest) oldest = age[i];
+  }
+  return oldest;
+}
 inline void tail_column_sums(const std::uint8_t* src, std::ptrdiff_t stride, int x, int width, int rows,
                              std::uint16_t* acc) {
   for (; x < width; ++x) {

@@ -82,7 +82,17 @@ void column_sums(const std::uint8_t* src, std::ptrdiff_t stride, int width, int 
   tail_column_sums(src, stride, 0, width, rows, acc);
 }
 
-const Kernels table{simd::Level::Scalar, absdiff_count,   sad,         range_mask, minmax3x3,
-                    background_update,   gradient_energy, sum_squares, column_sums};
+void flicker_update(std::uint8_t* activity, std::uint8_t* clean, std::uint8_t* prev_clean,
+                    std::size_t n) {
+  tail_flicker_update(activity, clean, prev_clean, 0, n);
+}
+
+std::uint8_t age_update(std::uint8_t* age, const std::uint8_t* cur, const std::uint8_t* prev,
+                        const std::uint8_t* moving, std::uint8_t still, std::size_t n) {
+  return tail_age_update(age, cur, prev, moving, still, 0, n, 0);
+}
+
+const Kernels table{simd::Level::Scalar, absdiff_count, sad, range_mask, minmax3x3, background_update,
+                    gradient_energy, sum_squares, flicker_update, age_update, column_sums};
 
 }  // namespace vms::motion::scalar

@@ -20,6 +20,9 @@ struct V {
   static T min(T a, T b) { return _mm_min_epu8(a, b); }
   static T max(T a, T b) { return _mm_max_epu8(a, b); }
   static T subs(T a, T b) { return _mm_subs_epu8(a, b); }
+  static T adds(T a, T b) { return _mm_adds_epu8(a, b); }
+  static T and_(T a, T b) { return _mm_and_si128(a, b); }
+  static T andnot(T a, T b) { return _mm_andnot_si128(a, b); }
   static T absdiff(T a, T b) { return _mm_or_si128(_mm_subs_epu8(a, b), _mm_subs_epu8(b, a)); }
   static T gt(T a, T b) {  // a > b  <=>  a - b (saturating) != 0
     return _mm_xor_si128(_mm_cmpeq_epi8(_mm_subs_epu8(a, b), _mm_setzero_si128()), _mm_set1_epi8(-1));
