@@ -103,6 +103,9 @@ def test_byte_kernels_match_scalar(
     assert n == sn and np.array_equal(mask, smask)
     for got, want in zip(k.minmax3x3(a), SCALAR.minmax3x3(a), strict=True):
         assert np.array_equal(got, want)
+    fused, fn = k.bg_range_mask(cur, a, thr)
+    sfused, sfn = SCALAR.bg_range_mask(cur, a, thr)
+    assert fn == sfn and np.array_equal(fused, sfused)
 
 
 @pytest.mark.parametrize("level", SIMD)
@@ -169,6 +172,10 @@ def test_scalar_kernels_match_their_numpy_definitions(
     mask, n = SCALAR.range_mask(a, lo8, hi8, thr)
     dist = np.maximum(np.maximum(ai - hi8, lo8.astype(np.int64) - ai), 0)
     assert np.array_equal(mask, np.where(dist > thr, 255, 0)) and n == int((dist > thr).sum())
+    # The fused stage is range_mask against the 3x3 range of the background.
+    assert np.array_equal(
+        SCALAR.bg_range_mask(a, b, thr)[0], SCALAR.range_mask(a, *SCALAR.minmax3x3(b), thr)[0]
+    )
 
 
 def test_flicker_and_age_follow_their_definitions() -> None:
@@ -216,7 +223,7 @@ def test_background_update_follows_its_fixed_point_definition() -> None:
     before = bg.astype(np.int64)
     bg8 = SCALAR.background_update(cur, learn, bg, 3)
     step = before + (((cur.astype(np.int64) << 7) - before) >> 3)
-    want = np.where(learn != 0, step, before)
+    want = np.where(learn == 0, step, before)  # `learn` is the hold mask: moving pixels wait
     assert np.array_equal(bg, want) and np.array_equal(bg8, (want + 64) >> 7)
     with pytest.raises(ValueError, match="fixed point"):
         SCALAR.background_update(cur, learn, np.full((7, 33), 40000, np.uint16), 3)

@@ -242,6 +242,22 @@ void register_motion(py::module_& m) {
              }
              return py::make_tuple(mask, n);
            })
+      .def("bg_range_mask",
+           [](const Kernels& k, const py::buffer& cur, const py::buffer& bg, const py::buffer& thr) {
+             Plane c = plane2d(cur, "cur"), b = plane2d(bg, "bg"), t = plane2d(thr, "thr");
+             same_size(c, b);
+             same_size(c, t);
+             auto vc = packed(c), vb = packed(b), vt = packed(t);
+             auto mask = image(c.width, c.height);
+             std::vector<std::uint8_t> scratch(2 * static_cast<std::size_t>(c.width));
+             std::uint8_t* out = mask.mutable_data();
+             std::uint64_t n;
+             {
+               py::gil_scoped_release release;
+               n = k.bg_range_mask(vc.data(), vb.data(), vt.data(), out, c.width, c.height, scratch.data());
+             }
+             return py::make_tuple(mask, n);
+           })
       .def("minmax3x3",
            [](const Kernels& k, const py::buffer& src) {
              Plane p = plane2d(src, "src");
@@ -256,10 +272,10 @@ void register_motion(py::module_& m) {
              return py::make_tuple(lo, hi);
            })
       .def("background_update",
-           [](const Kernels& k, const py::buffer& cur, const py::buffer& learn,
+           [](const Kernels& k, const py::buffer& cur, const py::buffer& hold,
               py::array_t<std::uint16_t, py::array::c_style> bg, int shift) {
              if (shift < 1 || shift > 15) throw py::value_error("shift must be 1..15");
-             Plane c = plane2d(cur, "cur"), l = plane2d(learn, "learn");
+             Plane c = plane2d(cur, "cur"), l = plane2d(hold, "hold");
              same_size(c, l);
              if (bg.ndim() != 2 || bg.shape(0) != c.height || bg.shape(1) != c.width)
                throw py::value_error("bg must be a uint16 array of the image's size");
@@ -275,7 +291,7 @@ void register_motion(py::module_& m) {
              }
              return bg8;
            },
-           py::arg("cur"), py::arg("learn"), py::arg("bg").noconvert(), py::arg("shift"))
+           py::arg("cur"), py::arg("hold"), py::arg("bg").noconvert(), py::arg("shift"))
       .def("sum_squares",
            [](const Kernels& k, const py::buffer& img) {
              Plane p = plane2d(img, "image");

@@ -151,8 +151,9 @@ class Detector {
   int sample_step_ = 1;
 
   std::vector<std::uint8_t> cur_, prev_, bg8_, lo_, hi_, thr_, raw_, prev_raw_, tmp_, clean_,
-      prev_clean_, activity_, age_, learn_, klass_, coarse_, ref_, scratch_;
+      prev_clean_, activity_, age_, zeros_, klass_, coarse_, ref_, scratch_;
   std::vector<std::uint16_t> bg_, acc_;
+  std::vector<std::uint8_t> flicker_rows_, age_rows_;  // rows with state to update (1) or none (0)
   std::array<std::uint8_t, 256> class_thr_{};
   std::vector<double> class_k_;  // noise multiplier per class (1..)
   std::vector<ZoneState> zones_;

@@ -31,14 +31,21 @@ struct Kernels {
   std::uint64_t (*range_mask)(const std::uint8_t* cur, const std::uint8_t* lo, const std::uint8_t* hi,
                               const std::uint8_t* thr, std::uint8_t* mask, std::size_t n);
 
+  // range_mask against the 3x3 minimum and maximum of bg (edges replicated), computed on the fly
+  // over a contiguous width x height image: the fused difference stage of the detector. scratch
+  // holds 2 * width bytes.
+  std::uint64_t (*bg_range_mask)(const std::uint8_t* cur, const std::uint8_t* bg, const std::uint8_t* thr,
+                                 std::uint8_t* mask, int width, int height, std::uint8_t* scratch);
+
   // 3x3 minimum (lo) and maximum (hi) of a contiguous width x height image, edges replicated.
   // Either output may be null. scratch holds 2 * width bytes. Outputs must not alias src.
   void (*minmax3x3)(const std::uint8_t* src, int width, int height, std::uint8_t* lo,
                     std::uint8_t* hi, std::uint8_t* scratch);
 
-  // Selective running average in 8.7 fixed point over n contiguous pixels: where learn != 0,
+  // Selective running average in 8.7 fixed point over n contiguous pixels: where hold == 0,
   // bg += ((cur << 7) - bg) >> shift (arithmetic shift); bg8 = (bg + 64) >> 7 everywhere.
-  void (*background_update)(const std::uint8_t* cur, const std::uint8_t* learn, std::uint16_t* bg,
+  // hold is the mask of moving pixels, which are not learnt.
+  void (*background_update)(const std::uint8_t* cur, const std::uint8_t* hold, std::uint16_t* bg,
                             std::uint8_t* bg8, std::size_t n, int shift);
 
   // Sum over the image of |I(x+1,y) - I(x,y)| + |I(x,y+1) - I(x,y)|: a sharpness measure.

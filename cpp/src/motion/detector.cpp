@@ -37,15 +37,18 @@ double k_of(double sensitivity) { return 6.0 - 4.0 * clamp01(sensitivity); }
 
 int round_int(double v) { return static_cast<int>(std::lround(v)); }
 
+// Whether any byte is set (a loop the compiler vectorises).
+bool any_nonzero(const std::uint8_t* __restrict p, std::size_t n) {
+  std::uint8_t acc = 0;
+  for (std::size_t i = 0; i < n; ++i) acc |= p[i];
+  return acc != 0;
+}
+
 // Per-pixel bookkeeping loops, written for the compiler's vectoriser: restrict pointers, a local
 // count, byte arithmetic only (a byte store could otherwise alias the detector's own members).
 void and_into(std::uint8_t* __restrict dst, const std::uint8_t* __restrict a, const std::uint8_t* __restrict b,
               std::size_t n) {
   for (std::size_t i = 0; i < n; ++i) dst[i] = a[i] & b[i];
-}
-
-void invert(std::uint8_t* __restrict dst, const std::uint8_t* __restrict src, std::size_t n) {
-  for (std::size_t i = 0; i < n; ++i) dst[i] = static_cast<std::uint8_t>(~src[i]);
 }
 
 }  // namespace
@@ -72,19 +75,21 @@ Detector::Detector(int width, int height, Config config)
   ah_ = height / f_;
   if (aw_ < 8 || ah_ < 8) throw std::invalid_argument("analysis image would be smaller than 8x8");
   n_ = static_cast<std::size_t>(aw_) * static_cast<std::size_t>(ah_);
-  // Noise and global motion are estimated on a sample of about 20000 pixels whatever the size.
-  sample_step_ = std::max(1, static_cast<int>(std::sqrt(static_cast<double>(n_) / 20000.0)));
+  // Noise, global motion and shake are estimated on a sample of 4000 to 8000 pixels whatever the size.
+  sample_step_ = std::max(1, static_cast<int>(std::ceil(std::sqrt(static_cast<double>(n_) / 8000.0))));
   cf_ = std::clamp(aw_ / 80, 1, 15);
   cw_ = aw_ / cf_;
   ch_ = ah_ / cf_;
 
   for (auto* v : {&cur_, &prev_, &bg8_, &lo_, &hi_, &thr_, &raw_, &prev_raw_, &tmp_, &clean_, &prev_clean_,
-                  &activity_, &age_, &learn_, &klass_})
+                  &activity_, &age_, &zeros_, &klass_})
     v->assign(n_, 0);
   coarse_.assign(static_cast<std::size_t>(cw_) * static_cast<std::size_t>(ch_), 0);
   ref_.assign(coarse_.size(), 0);
   scratch_.assign(2 * static_cast<std::size_t>(std::max(aw_, cw_)) + 64, 0);
   bg_.assign(n_, 0);
+  flicker_rows_.assign(static_cast<std::size_t>(ah_), 1);
+  age_rows_.assign(static_cast<std::size_t>(ah_), 1);
   acc_.assign(static_cast<std::size_t>(width) + 64, 0);
   // More runs than this means the mask is noise; such a frame is treated as a global change.
   max_runs_ = n_ / 8 + static_cast<std::size_t>(ah_);
@@ -207,6 +212,8 @@ void Detector::reset() {
   scene_changed_for_ = 0;
   for (auto& z : zones_) z.consecutive = 0;
   for (auto* v : {&prev_raw_, &prev_clean_, &activity_, &age_}) std::fill(v->begin(), v->end(), 0);
+  std::fill(flicker_rows_.begin(), flicker_rows_.end(), 1);
+  std::fill(age_rows_.begin(), age_rows_.end(), 1);
   res_ = Result{};
   for (const auto& z : zones_) res_.zones.push_back(ZoneHit{z.cfg.name, false, false, 0, 0, 0});
 }
@@ -219,6 +226,8 @@ void Detector::rebaseline() {
   std::fill(age_.begin(), age_.end(), 0);
   std::fill(prev_raw_.begin(), prev_raw_.end(), 0);
   std::fill(prev_clean_.begin(), prev_clean_.end(), 0);
+  std::fill(flicker_rows_.begin(), flicker_rows_.end(), 1);
+  std::fill(age_rows_.begin(), age_rows_.end(), 1);
   for (auto& z : zones_) z.consecutive = 0;
 }
 
@@ -281,6 +290,7 @@ bool Detector::estimate_shake(int& dx, int& dy) {
 void Detector::shifted_mask(int dx, int dy) {
   // Compare each pixel with the background at its shifted position; the border strip that has no
   // counterpart is left out.
+  k_.minmax3x3(bg8_.data(), aw_, ah_, lo_.data(), hi_.data(), scratch_.data());
   std::fill(raw_.begin(), raw_.end(), 0);
   const int m = kShakeRange;
   for (int y = m; y < ah_ - m; ++y) {
@@ -406,18 +416,25 @@ bool Detector::illumination_like(const Stats& s) const {
   const int x0 = std::max(0, s.x0 - pad), x1 = std::min(aw_, s.x1 + pad);
   const int y0 = std::max(0, s.y0 - pad), y1 = std::min(ah_, s.y1 + pad);
   const std::size_t w = static_cast<std::size_t>(aw_);
-  auto ratio = [&](std::size_t i) { return (cur_[i] + kFloor) / (bg8_[i] + kFloor); };
+  static const std::array<double, 256> inv = [] {
+    std::array<double, 256> t{};
+    for (int v = 0; v < 256; ++v) t[static_cast<std::size_t>(v)] = 1.0 / (v + kFloor);
+    return t;
+  }();
+  auto ratio = [&](std::size_t i) { return (cur_[i] + kFloor) * inv[bg8_[i]]; };
   double dev = 0, grad = 0, noise_grad = 0, nn = 0;
   const double sigma = std::max(noise_, 0.5);
-  for (int y = y0; y < y1; ++y) {
-    for (int x = x0; x < x1; ++x) {
+  // Large boxes are sampled (about 2000 pixels, each with its right and lower neighbour).
+  const int step = std::max(1, static_cast<int>(std::ceil(std::sqrt((x1 - x0) * static_cast<double>(y1 - y0) / 2000.0))));
+  for (int y = y0; y < y1; y += step) {
+    for (int x = x0; x < x1; x += step) {
       const std::size_t i = static_cast<std::size_t>(y) * w + static_cast<std::size_t>(x);
       const double r = ratio(i);
       dev += std::fabs(r - 1);
       if (x + 1 < x1) grad += std::fabs(ratio(i + 1) - r);
       if (y + 1 < y1) grad += std::fabs(ratio(i + w) - r);
       // Two differences of two noisy pixels each: about 2.3 sigma of |gradient| per pixel.
-      noise_grad += 2.3 * sigma / (bg8_[i] + kFloor);
+      noise_grad += 2.3 * sigma * inv[bg8_[i]];
       nn += 1;
     }
   }
@@ -551,20 +568,15 @@ const Result& Detector::process(const std::uint8_t* plane, std::ptrdiff_t stride
   tamper_checks(dt);
 
   // Raw mask against the background range.
-  k_.minmax3x3(bg8_.data(), aw_, ah_, lo_.data(), hi_.data(), scratch_.data());
-  std::uint64_t changed = k_.range_mask(cur_.data(), lo_.data(), hi_.data(), thr_.data(), raw_.data(), n_);
+  std::uint64_t changed = k_.bg_range_mask(cur_.data(), bg8_.data(), thr_.data(), raw_.data(), aw_, ah_, scratch_.data());
   res_.changed_fraction = active_px_ ? static_cast<double>(changed) / static_cast<double>(active_px_) : 0;
 
   bool learn_frame = true;
   // Updates the background where `moving` is 0 (everywhere when it is null) and ends the frame.
   auto finish = [&](bool update_background, const std::vector<std::uint8_t>* moving) {
-    if (update_background) {
-      if (moving)
-        invert(learn_.data(), moving->data(), n_);
-      else
-        std::fill(learn_.begin(), learn_.end(), 255);
-      k_.background_update(cur_.data(), learn_.data(), bg_.data(), bg8_.data(), n_, shift);
-    }
+    if (update_background)
+      k_.background_update(cur_.data(), moving ? moving->data() : zeros_.data(), bg_.data(), bg8_.data(), n_,
+                           shift);
     std::swap(prev_, cur_);
     return std::cref(res_);
   };
@@ -621,8 +633,20 @@ const Result& Detector::process(const std::uint8_t* plane, std::ptrdiff_t stride
   // Temporal filter: changed now and within one pixel of a change in the previous frame.
   // Afterwards prev_raw_ holds this frame's raw mask (for the next frame) and raw_ the filtered one.
   if (cfg_.temporal_filter) {
-    k_.minmax3x3(prev_raw_.data(), aw_, ah_, nullptr, clean_.data(), scratch_.data());
-    and_into(tmp_.data(), raw_.data(), clean_.data(), n_);
+    // Row by row, and only where this frame changed: the dilation of the previous mask at row y
+    // is row 1 of the dilation of rows y-1..y+1 (a window of two rows at the image's edges).
+    const std::size_t w = static_cast<std::size_t>(aw_);
+    for (int y = 0; y < ah_; ++y) {
+      const std::size_t row = static_cast<std::size_t>(y) * w;
+      if (!any_nonzero(raw_.data() + row, w)) {
+        std::memset(tmp_.data() + row, 0, w);
+        continue;
+      }
+      const int top = std::max(0, y - 1), bottom = std::min(ah_, y + 2);
+      k_.minmax3x3(prev_raw_.data() + static_cast<std::size_t>(top) * w, aw_, bottom - top, nullptr,
+                   clean_.data(), scratch_.data());
+      and_into(tmp_.data() + row, raw_.data() + row, clean_.data() + static_cast<std::size_t>(y - top) * w, w);
+    }
     std::swap(prev_raw_, raw_);
     std::swap(raw_, tmp_);
   } else {
@@ -633,12 +657,20 @@ const Result& Detector::process(const std::uint8_t* plane, std::ptrdiff_t stride
     k_.minmax3x3(raw_.data(), aw_, ah_, tmp_.data(), nullptr, scratch_.data());
     k_.minmax3x3(tmp_.data(), aw_, ah_, nullptr, clean_.data(), scratch_.data());
   } else {
-    std::copy(raw_.begin(), raw_.end(), clean_.begin());
+    std::swap(raw_, clean_);  // raw_ is not needed any more this frame
   }
   // Flicker filter: count switch-ons per pixel (+32 each), decaying by 1 per frame; pixels that
   // switched on more than 3 times in the last ~100 frames are ignored.
   if (cfg_.flicker_filter) {
-    k_.flicker_update(activity_.data(), clean_.data(), prev_clean_.data(), n_);
+    // Only rows with something in them: a switch-on now, a mask to remember, activity to decay.
+    const std::size_t w = static_cast<std::size_t>(aw_);
+    for (std::size_t y = 0; y < static_cast<std::size_t>(ah_); ++y) {
+      std::uint8_t* cl = clean_.data() + y * w;
+      if (!flicker_rows_[y] && !any_nonzero(cl, w)) continue;
+      std::uint8_t* act = activity_.data() + y * w;
+      k_.flicker_update(act, cl, prev_clean_.data() + y * w, w);
+      flicker_rows_[y] = any_nonzero(act, w) || any_nonzero(prev_clean_.data() + y * w, w);
+    }
   } else {
     std::copy(clean_.begin(), clean_.end(), prev_clean_.begin());
   }
@@ -749,9 +781,15 @@ const Result& Detector::process(const std::uint8_t* plane, std::ptrdiff_t stride
     const std::uint8_t still = static_cast<std::uint8_t>(std::max(2, thr_global_ / 2));
     const std::uint8_t* c = cur_.data();
     std::uint8_t* age = age_.data();
-    const std::uint8_t oldest = k_.age_update(age, c, prev_.data(), prev_raw_.data(), still, n_);
-    if (oldest >= limit) {
-      for (std::size_t i = 0; i < n_; ++i) {
+    // Only rows with moving pixels now or ages to reset.
+    const std::size_t w = static_cast<std::size_t>(aw_);
+    for (std::size_t y = 0; y < static_cast<std::size_t>(ah_); ++y) {
+      const std::uint8_t* moving = prev_raw_.data() + y * w;
+      if (!age_rows_[y] && !any_nonzero(moving, w)) continue;
+      const std::uint8_t top = k_.age_update(age + y * w, c + y * w, prev_.data() + y * w, moving, still, w);
+      age_rows_[y] = top != 0;
+      if (top < limit) continue;
+      for (std::size_t i = y * w; i < (y + 1) * w; ++i) {  // absorbed into the background
         if (age[i] < limit) continue;
         bg_[i] = static_cast<std::uint16_t>(c[i] << 7);
         bg8_[i] = c[i];

@@ -22,6 +22,7 @@ struct V {
   static T subs(T a, T b) { return _mm256_subs_epu8(a, b); }
   static T adds(T a, T b) { return _mm256_adds_epu8(a, b); }
   static T and_(T a, T b) { return _mm256_and_si256(a, b); }
+  static T or_(T a, T b) { return _mm256_or_si256(a, b); }
   static T andnot(T a, T b) { return _mm256_andnot_si256(a, b); }
   static T absdiff(T a, T b) { return _mm256_or_si256(_mm256_subs_epu8(a, b), _mm256_subs_epu8(b, a)); }
   static T gt(T a, T b) {
@@ -41,7 +42,7 @@ struct V {
   }
 };
 
-void k_background_update(const std::uint8_t* cur, const std::uint8_t* learn, std::uint16_t* bg,
+void k_background_update(const std::uint8_t* cur, const std::uint8_t* hold, std::uint16_t* bg,
                          std::uint8_t* bg8, std::size_t n, int shift) {
   const __m128i count = _mm_cvtsi32_si128(shift);
   const __m256i half = _mm256_set1_epi16(64);
@@ -49,18 +50,18 @@ void k_background_update(const std::uint8_t* cur, const std::uint8_t* learn, std
   for (; i + 16 <= n; i += 16) {
     const __m256i c16 = _mm256_slli_epi16(
         _mm256_cvtepu8_epi16(_mm_loadu_si128(reinterpret_cast<const __m128i*>(cur + i))), 7);
-    const __m256i keep = _mm256_cmpeq_epi16(
-        _mm256_cvtepu8_epi16(_mm_loadu_si128(reinterpret_cast<const __m128i*>(learn + i))),
+    const __m256i learn = _mm256_cmpeq_epi16(
+        _mm256_cvtepu8_epi16(_mm_loadu_si128(reinterpret_cast<const __m128i*>(hold + i))),
         _mm256_setzero_si256());
     const __m256i b = V::load(bg + i);
     const __m256i nb = _mm256_add_epi16(b, _mm256_sra_epi16(_mm256_sub_epi16(c16, b), count));
-    const __m256i r = _mm256_blendv_epi8(nb, b, keep);
+    const __m256i r = _mm256_blendv_epi8(b, nb, learn);
     V::store(bg + i, r);
     const __m256i o = _mm256_srli_epi16(_mm256_add_epi16(r, half), 7);
     _mm_storeu_si128(reinterpret_cast<__m128i*>(bg8 + i),
                      _mm_packus_epi16(_mm256_castsi256_si128(o), _mm256_extracti128_si256(o, 1)));
   }
-  tail_background_update(cur, learn, bg, bg8, i, n, shift);
+  tail_background_update(cur, hold, bg, bg8, i, n, shift);
 }
 
 void k_sum_squares(const std::uint8_t* img, std::size_t n, std::uint64_t* sum,

@@ -26,6 +26,7 @@ struct V {
   static T subs(T a, T b) { return _mm512_subs_epu8(a, b); }
   static T adds(T a, T b) { return _mm512_adds_epu8(a, b); }
   static T and_(T a, T b) { return _mm512_and_si512(a, b); }
+  static T or_(T a, T b) { return _mm512_or_si512(a, b); }
   static T andnot(T a, T b) { return _mm512_andnot_si512(a, b); }
   static T absdiff(T a, T b) { return _mm512_or_si512(_mm512_subs_epu8(a, b), _mm512_subs_epu8(b, a)); }
   static T gt(T a, T b) { return _mm512_movm_epi8(_mm512_cmpgt_epu8_mask(a, b)); }
@@ -39,7 +40,7 @@ struct V {
   static std::uint64_t acc_total(Acc acc) { return acc; }
 };
 
-void k_background_update(const std::uint8_t* cur, const std::uint8_t* learn, std::uint16_t* bg,
+void k_background_update(const std::uint8_t* cur, const std::uint8_t* hold, std::uint16_t* bg,
                          std::uint8_t* bg8, std::size_t n, int shift) {
   const __m128i count = _mm_cvtsi32_si128(shift);
   const __m512i half = _mm512_set1_epi16(64);
@@ -48,8 +49,8 @@ void k_background_update(const std::uint8_t* cur, const std::uint8_t* learn, std
     const __m512i c16 = _mm512_slli_epi16(
         _mm512_cvtepu8_epi16(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(cur + i))), 7);
     const __mmask32 learn_k =
-        _mm256_test_epi8_mask(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(learn + i)),
-                              _mm256_set1_epi8(-1));
+        _mm256_testn_epi8_mask(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(hold + i)),
+                               _mm256_set1_epi8(-1));
     const __m512i b = V::load(bg + i);
     const __m512i nb = _mm512_add_epi16(b, _mm512_sra_epi16(_mm512_sub_epi16(c16, b), count));
     const __m512i r = _mm512_mask_blend_epi16(learn_k, b, nb);
@@ -57,7 +58,7 @@ void k_background_update(const std::uint8_t* cur, const std::uint8_t* learn, std
     _mm256_storeu_si256(reinterpret_cast<__m256i*>(bg8 + i),
                         _mm512_cvtepi16_epi8(_mm512_srli_epi16(_mm512_add_epi16(r, half), 7)));
   }
-  tail_background_update(cur, learn, bg, bg8, i, n, shift);
+  tail_background_update(cur, hold, bg, bg8, i, n, shift);
 }
 
 void k_sum_squares(const std::uint8_t* img, std::size_t n, std::uint64_t* sum,

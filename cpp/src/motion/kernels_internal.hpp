@@ -34,10 +34,10 @@ inline std::uint8_t fixed_to_u8(std::uint16_t bg) { return static_cast<std::uint
 
 // The per-pixel definitions of the non-byte-wise kernels from index i on: the scalar kernels run
 // them from 0, the SIMD kernels on their tails.
-inline void tail_background_update(const std::uint8_t* cur, const std::uint8_t* learn, std::uint16_t* bg,
+inline void tail_background_update(const std::uint8_t* cur, const std::uint8_t* hold, std::uint16_t* bg,
                                    std::uint8_t* bg8, std::size_t i, std::size_t n, int shift) {
   for (; i < n; ++i) {
-    if (learn[i]) bg[i] = learn_step(cur[i], bg[i], shift);
+    if (!hold[i]) bg[i] = learn_step(cur[i], bg[i], shift);
     bg8[i] = fixed_to_u8(bg[i]);
   }
 }
@@ -68,6 +68,24 @@ inline std::uint8_t tail_age_update(std::uint8_t* age, const std::uint8_t* cur, 
     if (age[i] > oldest) oldest = age[i];
   }
   return oldest;
+}
+// Vertical 3-row minimum and maximum of row y of a contiguous image (edges replicated).
+inline void vertical_minmax(const std::uint8_t* src, int width, int height, int y, std::uint8_t* vmin,
+                            std::uint8_t* vmax, int x) {
+  const std::uint8_t* r0 = src + static_cast<std::ptrdiff_t>(y > 0 ? y - 1 : 0) * width;
+  const std::uint8_t* r1 = src + static_cast<std::ptrdiff_t>(y) * width;
+  const std::uint8_t* r2 = src + static_cast<std::ptrdiff_t>(y + 1 < height ? y + 1 : y) * width;
+  for (; x < width; ++x) {
+    vmin[x] = min3(r0[x], r1[x], r2[x]);
+    vmax[x] = max3(r0[x], r1[x], r2[x]);
+  }
+}
+// One pixel of bg_range_mask from the vertical minima and maxima of its row.
+inline bool range_pixel(const std::uint8_t* vmin, const std::uint8_t* vmax, int width, int x, std::uint8_t cur,
+                        std::uint8_t thr) {
+  const int l = x > 0 ? x - 1 : 0;
+  const int r = x + 1 < width ? x + 1 : x;
+  return range_distance(cur, min3(vmin[l], vmin[x], vmin[r]), max3(vmax[l], vmax[x], vmax[r])) > thr;
 }
 inline void tail_column_sums(const std::uint8_t* src, std::ptrdiff_t stride, int x, int width, int rows,
                              std::uint16_t* acc) {

@@ -31,18 +31,27 @@ std::uint64_t range_mask(const std::uint8_t* cur, const std::uint8_t* lo, const 
   return count;
 }
 
+std::uint64_t bg_range_mask(const std::uint8_t* cur, const std::uint8_t* bg, const std::uint8_t* thr,
+                            std::uint8_t* mask, int width, int height, std::uint8_t* scratch) {
+  std::uint64_t count = 0;
+  for (int y = 0; y < height; ++y) {
+    vertical_minmax(bg, width, height, y, scratch, scratch + width, 0);
+    const std::ptrdiff_t row = static_cast<std::ptrdiff_t>(y) * width;
+    for (int x = 0; x < width; ++x) {
+      const bool on = range_pixel(scratch, scratch + width, width, x, cur[row + x], thr[row + x]);
+      mask[row + x] = on ? 255 : 0;
+      count += on;
+    }
+  }
+  return count;
+}
+
 void minmax3x3(const std::uint8_t* src, int width, int height, std::uint8_t* lo, std::uint8_t* hi,
                std::uint8_t* scratch) {
   std::uint8_t* vmin = scratch;
   std::uint8_t* vmax = scratch + width;
   for (int y = 0; y < height; ++y) {
-    const std::uint8_t* r0 = src + static_cast<std::ptrdiff_t>(y > 0 ? y - 1 : 0) * width;
-    const std::uint8_t* r1 = src + static_cast<std::ptrdiff_t>(y) * width;
-    const std::uint8_t* r2 = src + static_cast<std::ptrdiff_t>(y + 1 < height ? y + 1 : y) * width;
-    for (int x = 0; x < width; ++x) {
-      vmin[x] = min3(r0[x], r1[x], r2[x]);
-      vmax[x] = max3(r0[x], r1[x], r2[x]);
-    }
+    vertical_minmax(src, width, height, y, vmin, vmax, 0);
     const std::ptrdiff_t row = static_cast<std::ptrdiff_t>(y) * width;
     for (int x = 0; x < width; ++x) {
       const int l = x > 0 ? x - 1 : 0;
@@ -53,9 +62,9 @@ void minmax3x3(const std::uint8_t* src, int width, int height, std::uint8_t* lo,
   }
 }
 
-void background_update(const std::uint8_t* cur, const std::uint8_t* learn, std::uint16_t* bg,
+void background_update(const std::uint8_t* cur, const std::uint8_t* hold, std::uint16_t* bg,
                        std::uint8_t* bg8, std::size_t n, int shift) {
-  tail_background_update(cur, learn, bg, bg8, 0, n, shift);
+  tail_background_update(cur, hold, bg, bg8, 0, n, shift);
 }
 
 std::uint64_t gradient_energy(const std::uint8_t* img, std::ptrdiff_t stride, int width,
@@ -92,7 +101,7 @@ std::uint8_t age_update(std::uint8_t* age, const std::uint8_t* cur, const std::u
   return tail_age_update(age, cur, prev, moving, still, 0, n, 0);
 }
 
-const Kernels table{simd::Level::Scalar, absdiff_count, sad, range_mask, minmax3x3, background_update,
+const Kernels table{simd::Level::Scalar, absdiff_count, sad, range_mask, bg_range_mask, minmax3x3, background_update,
                     gradient_energy, sum_squares, flicker_update, age_update, column_sums};
 
 }  // namespace vms::motion::scalar

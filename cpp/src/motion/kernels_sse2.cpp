@@ -22,6 +22,7 @@ struct V {
   static T subs(T a, T b) { return _mm_subs_epu8(a, b); }
   static T adds(T a, T b) { return _mm_adds_epu8(a, b); }
   static T and_(T a, T b) { return _mm_and_si128(a, b); }
+  static T or_(T a, T b) { return _mm_or_si128(a, b); }
   static T andnot(T a, T b) { return _mm_andnot_si128(a, b); }
   static T absdiff(T a, T b) { return _mm_or_si128(_mm_subs_epu8(a, b), _mm_subs_epu8(b, a)); }
   static T gt(T a, T b) {  // a > b  <=>  a - b (saturating) != 0
@@ -38,7 +39,7 @@ struct V {
   }
 };
 
-void k_background_update(const std::uint8_t* cur, const std::uint8_t* learn, std::uint16_t* bg,
+void k_background_update(const std::uint8_t* cur, const std::uint8_t* hold, std::uint16_t* bg,
                          std::uint8_t* bg8, std::size_t n, int shift) {
   const __m128i zero = _mm_setzero_si128();
   const __m128i count = _mm_cvtsi32_si128(shift);
@@ -46,7 +47,7 @@ void k_background_update(const std::uint8_t* cur, const std::uint8_t* learn, std
   std::size_t i = 0;
   for (; i + 16 <= n; i += 16) {
     const __m128i c = V::load(cur + i);
-    const __m128i keep = _mm_cmpeq_epi8(V::load(learn + i), zero);  // 0xFF: do not learn
+    const __m128i keep = _mm_xor_si128(_mm_cmpeq_epi8(V::load(hold + i), zero), _mm_set1_epi8(-1));  // 0xFF: held
     __m128i out[2];
     for (int h = 0; h < 2; ++h) {
       const __m128i c16 = _mm_slli_epi16(h ? _mm_unpackhi_epi8(c, zero) : _mm_unpacklo_epi8(c, zero), 7);
@@ -59,7 +60,7 @@ void k_background_update(const std::uint8_t* cur, const std::uint8_t* learn, std
     }
     V::store(bg8 + i, _mm_packus_epi16(out[0], out[1]));
   }
-  tail_background_update(cur, learn, bg, bg8, i, n, shift);
+  tail_background_update(cur, hold, bg, bg8, i, n, shift);
 }
 
 void k_sum_squares(const std::uint8_t* img, std::size_t n, std::uint64_t* sum,
