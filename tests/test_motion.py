@@ -191,8 +191,9 @@ def test_flicker_and_age_follow_their_definitions() -> None:
     cur, before = (rng.integers(0, 256, shape, dtype=np.uint8) for _ in range(2))
     moving = (rng.random(shape) < 0.5).astype(np.uint8)
     got, oldest = SCALAR.age_update(age, cur, before, moving, 40)
-    keep = (moving != 0) & (np.abs(cur.astype(int) - before) <= 40)
-    assert np.array_equal(got, np.where(keep, np.minimum(age.astype(int) + 1, 255), 0))
+    still = np.abs(cur.astype(int) - before) <= 40
+    nxt = np.where(still, np.minimum(age.astype(int) + 1, 255), (age.astype(int) + 1) >> 1)
+    assert np.array_equal(got, np.where(moving != 0, nxt, 0))
     assert oldest == got.max()
 
 

@@ -134,6 +134,7 @@ class Detector {
   void rebuild_thresholds();
   void rebaseline();
   void estimate_noise();
+  void follow_gain();
   bool estimate_shake(int& dx, int& dy);
   void shifted_mask(int dx, int dy);
   std::size_t label();

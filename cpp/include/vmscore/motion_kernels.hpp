@@ -62,8 +62,9 @@ struct Kernels {
   void (*flicker_update)(std::uint8_t* activity, std::uint8_t* clean, std::uint8_t* prev_clean,
                          std::size_t n);
 
-  // Age of changed pixels that stay still: age = moving != 0 and |cur - prev| <= still ?
-  // min(age + 1, 255) : 0. Returns the largest age.
+  // Age of changed pixels that stay still: where moving == 0, age = 0; else where
+  // |cur - prev| <= still, age = min(age + 1, 255); else age = (age + 1) >> 1 (a noisy frame
+  // halves the age instead of resetting it). Returns the largest age.
   std::uint8_t (*age_update)(std::uint8_t* age, const std::uint8_t* cur, const std::uint8_t* prev,
                              const std::uint8_t* moving, std::uint8_t still, std::size_t n);
 

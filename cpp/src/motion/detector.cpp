@@ -264,6 +264,42 @@ void Detector::estimate_noise() {
   noise_ = noise_ < 0 ? s : noise_ + (s - noise_) * (frames_ < 30 ? 0.3 : 0.05);
 }
 
+void Detector::follow_gain() {
+  // Median of frame / background over a sample of still pixels bright enough to measure, in
+  // steps of 1/1024 within +-25%.
+  constexpr int kSteps = 512;
+  std::array<std::uint32_t, kSteps> hist{};
+  std::uint32_t total = 0;
+  for (int y = 0; y < ah_; y += sample_step_) {
+    const std::size_t row = static_cast<std::size_t>(y) * static_cast<std::size_t>(aw_);
+    for (int x = (y / sample_step_) % sample_step_; x < aw_; x += sample_step_) {
+      const std::size_t i = row + static_cast<std::size_t>(x);
+      if (klass_[i] == kExcluded || prev_raw_[i] || bg8_[i] < 24) continue;
+      const int bin = static_cast<int>(std::lround((static_cast<double>(cur_[i]) / bg8_[i] - 1.0) * 1024.0)) + kSteps / 2;
+      if (bin < 0 || bin >= kSteps) continue;
+      ++hist[static_cast<std::size_t>(bin)];
+      ++total;
+    }
+  }
+  if (total < 200) return;
+  std::uint32_t seen = 0;
+  int median = 0;
+  for (; median < kSteps; ++median) {
+    seen += hist[static_cast<std::size_t>(median)];
+    if (2 * seen >= total) break;
+  }
+  const double gain = 1.0 + (median - kSteps / 2) / 1024.0;
+  if (std::fabs(gain - 1.0) < 0.004) return;  // within the noise of the estimate
+  const std::uint32_t q = static_cast<std::uint32_t>(std::lround(gain * 4096.0));
+  std::uint16_t* bg = bg_.data();
+  std::uint8_t* bg8 = bg8_.data();
+  for (std::size_t i = 0; i < n_; ++i) {
+    const std::uint32_t v = (bg[i] * q + 2048) >> 12;
+    bg[i] = static_cast<std::uint16_t>(v > 255 * 128 ? 255 * 128 : v);
+    bg8[i] = static_cast<std::uint8_t>((bg[i] + 64) >> 7);
+  }
+}
+
 bool Detector::estimate_shake(int& dx, int& dy) {
   const int m = kShakeRange;
   // Every sample_step_-th row is enough to find the shift.
@@ -561,6 +597,9 @@ const Result& Detector::process(const std::uint8_t* plane, std::ptrdiff_t stride
   const bool jitter = global_motion(move_x, move_y) && std::hypot(move_x, move_y) > 0.2;
   // The noise level is measured on quiet frames only: a big change would read as noise.
   if (res_.changed_fraction < 0.1 && !jitter) estimate_noise();
+  // Slow light changes of the whole view (dusk, clouds, the camera's exposure): the background
+  // follows the view's overall gain at once instead of lagging behind it.
+  if (!jitter) follow_gain();
   const int t = std::clamp(round_int(class_k_[kDefaultClass] * std::max(noise_, 0.5)), cfg_.min_threshold, 254);
   if (t != thr_global_) rebuild_thresholds();
   res_.noise = noise_;
@@ -633,8 +672,9 @@ const Result& Detector::process(const std::uint8_t* plane, std::ptrdiff_t stride
   // Temporal filter: changed now and within one pixel of a change in the previous frame.
   // Afterwards prev_raw_ holds this frame's raw mask (for the next frame) and raw_ the filtered one.
   if (cfg_.temporal_filter) {
-    // Row by row, and only where this frame changed: the dilation of the previous mask at row y
-    // is row 1 of the dilation of rows y-1..y+1 (a window of two rows at the image's edges).
+    // Within two pixels (a 5x5 dilation of the previous mask: a walking leg moves that far
+    // between analysed frames, a raindrop much further). Row by row, only where this frame
+    // changed: two 3x3 dilations of the window of rows y-2..y+2, each exact on its inner rows.
     const std::size_t w = static_cast<std::size_t>(aw_);
     for (int y = 0; y < ah_; ++y) {
       const std::size_t row = static_cast<std::size_t>(y) * w;
@@ -642,10 +682,15 @@ const Result& Detector::process(const std::uint8_t* plane, std::ptrdiff_t stride
         std::memset(tmp_.data() + row, 0, w);
         continue;
       }
-      const int top = std::max(0, y - 1), bottom = std::min(ah_, y + 2);
-      k_.minmax3x3(prev_raw_.data() + static_cast<std::size_t>(top) * w, aw_, bottom - top, nullptr,
-                   clean_.data(), scratch_.data());
-      and_into(tmp_.data() + row, raw_.data() + row, clean_.data() + static_cast<std::size_t>(y - top) * w, w);
+      const int top = std::max(0, y - 2), bottom = std::min(ah_, y + 3);
+      std::uint8_t* once = clean_.data();           // rows top..bottom, dilated once
+      std::uint8_t* twice = clean_.data() + 5 * w;  // rows top1..bottom1, dilated twice
+      k_.minmax3x3(prev_raw_.data() + static_cast<std::size_t>(top) * w, aw_, bottom - top, nullptr, once,
+                   scratch_.data());
+      const int top1 = std::max(0, y - 1), bottom1 = std::min(ah_, y + 2);
+      k_.minmax3x3(once + static_cast<std::size_t>(top1 - top) * w, aw_, bottom1 - top1, nullptr, twice,
+                   scratch_.data());
+      and_into(tmp_.data() + row, raw_.data() + row, twice + static_cast<std::size_t>(y - top1) * w, w);
     }
     std::swap(prev_raw_, raw_);
     std::swap(raw_, tmp_);
@@ -731,6 +776,24 @@ const Result& Detector::process(const std::uint8_t* plane, std::ptrdiff_t stride
       res_.grid[static_cast<std::size_t>(bit >> 3)] |= static_cast<std::uint8_t>(0x80 >> (bit & 7));
     }
   }
+  // A blob also counts in full for a zone that holds its ground point (the middle of its lowest
+  // row): zones are drawn on the ground, and a person's legs may be too faint to reach into one.
+  for (std::size_t i = 0; i < nruns; ++i) {
+    const int b = blob_of_root_[i];
+    if (b < 0 || runs_[i].parent != static_cast<int>(i)) continue;
+    const Stats& st = stats_[i];
+    const int gx = static_cast<int>(static_cast<double>(st.sx) / (2.0 * st.area));
+    const std::size_t gy = static_cast<std::size_t>(st.y1 - 1);
+    for (std::size_t z = 0; z < nz; ++z) {
+      const ZoneState& zs = zones_[z];
+      for (int k = zs.row_start[gy]; k < zs.row_start[gy + 1]; ++k) {
+        const Span& sp = zs.spans[static_cast<std::size_t>(k)];
+        if (gx < sp.x0 || gx >= sp.x1) continue;
+        int& px = blob_zone_px_[static_cast<std::size_t>(b) * nz + z];
+        px = std::max(px, st.area);
+      }
+    }
+  }
   if (light) res_.suppressed = "illumination";
 
   const double scale = static_cast<double>(f_) * f_;
@@ -778,7 +841,7 @@ const Result& Detector::process(const std::uint8_t* plane, std::ptrdiff_t stride
   const int limit = std::min(255, (static_frames + age_step_ - 1) / age_step_);
   if (++age_tick_ >= age_step_) {
     age_tick_ = 0;
-    const std::uint8_t still = static_cast<std::uint8_t>(std::max(2, thr_global_ / 2));
+    const std::uint8_t still = static_cast<std::uint8_t>(std::max(2, thr_global_));
     const std::uint8_t* c = cur_.data();
     std::uint8_t* age = age_.data();
     // Only rows with moving pixels now or ages to reset.

@@ -21,6 +21,7 @@ struct V {
   static T max(T a, T b) { return _mm256_max_epu8(a, b); }
   static T subs(T a, T b) { return _mm256_subs_epu8(a, b); }
   static T adds(T a, T b) { return _mm256_adds_epu8(a, b); }
+  static T avg(T a, T b) { return _mm256_avg_epu8(a, b); }
   static T and_(T a, T b) { return _mm256_and_si256(a, b); }
   static T or_(T a, T b) { return _mm256_or_si256(a, b); }
   static T andnot(T a, T b) { return _mm256_andnot_si256(a, b); }

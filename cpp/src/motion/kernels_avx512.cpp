@@ -25,6 +25,7 @@ struct V {
   static T max(T a, T b) { return _mm512_max_epu8(a, b); }
   static T subs(T a, T b) { return _mm512_subs_epu8(a, b); }
   static T adds(T a, T b) { return _mm512_adds_epu8(a, b); }
+  static T avg(T a, T b) { return _mm512_avg_epu8(a, b); }
   static T and_(T a, T b) { return _mm512_and_si512(a, b); }
   static T or_(T a, T b) { return _mm512_or_si512(a, b); }
   static T andnot(T a, T b) { return _mm512_andnot_si512(a, b); }

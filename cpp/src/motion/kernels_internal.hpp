@@ -63,8 +63,11 @@ inline std::uint8_t tail_age_update(std::uint8_t* age, const std::uint8_t* cur, 
                                     const std::uint8_t* moving, std::uint8_t still, std::size_t i,
                                     std::size_t n, std::uint8_t oldest) {
   for (; i < n; ++i) {
-    const bool keep = moving[i] && absdiff(cur[i], prev[i]) <= still;
-    age[i] = keep ? static_cast<std::uint8_t>(age[i] == 255 ? 255 : age[i] + 1) : 0;
+    // Still: one step older. Moving but not still this frame (noise, or it moved): half the age.
+    // Not moving: no age.
+    const int a = age[i];
+    const int next = absdiff(cur[i], prev[i]) <= still ? (a == 255 ? 255 : a + 1) : (a + 1) >> 1;
+    age[i] = static_cast<std::uint8_t>(moving[i] ? next : 0);
     if (age[i] > oldest) oldest = age[i];
   }
   return oldest;

@@ -21,6 +21,7 @@ struct V {
   static T max(T a, T b) { return _mm_max_epu8(a, b); }
   static T subs(T a, T b) { return _mm_subs_epu8(a, b); }
   static T adds(T a, T b) { return _mm_adds_epu8(a, b); }
+  static T avg(T a, T b) { return _mm_avg_epu8(a, b); }
   static T and_(T a, T b) { return _mm_and_si128(a, b); }
   static T or_(T a, T b) { return _mm_or_si128(a, b); }
   static T andnot(T a, T b) { return _mm_andnot_si128(a, b); }
