@@ -1,6 +1,7 @@
 """Native tests of the threaded core, where sanitizers see every thread (no Python in between):
-the ingest engine delivering to C++ subscribers that mux fMP4 from its pooled buffers, and the
-recorder's rings and writer threads, both served by the camera simulator. Built twice, with
+the ingest engine delivering to C++ subscribers that mux fMP4 from its pooled buffers, the
+recorder's rings and writer threads, both served by the camera simulator, and the motion kernels
+and detectors. Built twice, with
 AddressSanitizer + UndefinedBehaviorSanitizer and with ThreadSanitizer (one build per sanitizer
 holds both programs); the files the subscribers wrote must decode to the served frames, and the
 recorder checks its own segments against the disk."""
@@ -28,7 +29,7 @@ def clip(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return out / "main.h264"
 
 
-TARGETS = ("engine_subscriber", "recorder_native")
+TARGETS = ("engine_subscriber", "recorder_native", "motion_native")
 ENV = {
     **os.environ,
     "TSAN_OPTIONS": "halt_on_error=1 second_deadlock_stack=1",
@@ -86,3 +87,12 @@ def test_recorder_writes_reported_segments_cleanly_under_sanitizers(
     # a file nobody was told about; on rotated segments that leave a hole in the 90 kHz timeline;
     # and on an event recording that starts after its pre-roll.
     run(native / "recorder_native", clip, 15, tmp_path, timeout=120)
+
+
+@pytest.mark.slow
+def test_motion_kernels_and_detectors_run_cleanly_under_sanitizers(native: Path) -> None:
+    # Breaks on a read or write past a row or an image (odd sizes, padded strides), undefined
+    # behaviour, a leak or a data race between detectors in parallel threads; on any SIMD kernel
+    # that differs from the scalar one; on detectors that miss a crossing object or report the
+    # light switch or the covered lens as motion.
+    run(native / "motion_native", timeout=300)
