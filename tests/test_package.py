@@ -117,13 +117,16 @@ def test_readme_starts_with_the_two_commands_and_ci_runs_the_test_one() -> None:
 
 def test_readme_library_examples_run() -> None:
     readme = (ROOT / "README.md").read_text()
-    mux, record = re.findall(r"```python\n(.+?)\n```", readme, flags=re.S)
+    mux, record, motion = re.findall(r"```python\n(.+?)\n```", readme, flags=re.S)
     proc = run(sys.executable, "-c", mux)
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.startswith("avc1.")
     proc = run(sys.executable, "-c", record)
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.strip() == "True"
+    proc = run(sys.executable, "-c", motion)
+    assert proc.returncode == 0, proc.stderr
+    assert re.fullmatch(r"\d+\.\d s \['\w+'(, '\w+')*\] <MotionBlob .+>\n", proc.stdout), proc.stdout
 
 
 def test_cibuildwheel_builds_manylinux_wheels_for_both_architectures() -> None:

@@ -3,7 +3,8 @@
 It loads the native extension, reports the SIMD level, and makes a tiny round trip through the
 parts every later feature stands on: encode a few frames with PyAV (H.264 and, when the FFmpeg
 build has it, H.265), mux them with the native fMP4 muxer, and decode the result again, checking it
-against a decode of the original elementary stream. Exit status 0 means the install works.
+against a decode of the original elementary stream; then the motion kernels of every SIMD level
+against the scalar ones and a detector on a moving square. Exit status 0 means the install works.
 """
 
 from __future__ import annotations
@@ -65,6 +66,38 @@ def _round_trip(codec: Literal["h264", "h265"], encoder: str) -> str:
     return f"{codec} {muxer.codec_string}: {_FRAMES} frames, {len(mp4)} bytes, identical"
 
 
+def _motion() -> str:
+    """Every SIMD level's kernels against the scalar ones, then a detector finding a square."""
+    from vmscore.motion import MotionDetector, MotionKernels, MotionSettings
+
+    rng = np.random.default_rng(3)
+    a = rng.integers(0, 256, (37, 101), dtype=np.uint8)
+    b = rng.integers(0, 256, (37, 101), dtype=np.uint8)
+    scalar = MotionKernels("scalar")
+    levels = ["scalar"]
+    for level in ("sse2", "avx2", "avx512", "neon"):
+        try:
+            k = MotionKernels(level)
+        except ValueError:
+            continue
+        if k.absdiff_count(a, b, 40) != scalar.absdiff_count(a, b, 40) or k.sad(a, b) != scalar.sad(
+            a, b
+        ):
+            raise AssertionError(f"motion kernels at {level} differ from the scalar ones")
+        levels.append(level)
+    det = MotionDetector(160, 90, MotionSettings(analysis_width=0, learn_s=0.4))
+    base = rng.integers(70, 90, (90, 160), dtype=np.uint8)
+    found = False
+    for i in range(8):
+        frame = base.copy()
+        if i >= 4:
+            frame[30:60, 20 + 4 * i : 50 + 4 * i] = 220
+        found = det.process(frame, i * 0.2).motion
+    if not found:
+        raise AssertionError("the motion detector missed a moving square")
+    return f"motion: kernels at {', '.join(levels)} agree; a moving square is found"
+
+
 def run() -> int:
     start = time.perf_counter()
     print(f"vmscore {vmscore.__version__}, native core loaded")
@@ -87,6 +120,11 @@ def run() -> int:
         except Exception as exc:  # report every failure, then exit non-zero
             print(f"FAIL {codec}: {exc!r}")
             failures += 1
+    try:
+        print("ok  ", _motion())
+    except Exception as exc:
+        print(f"FAIL motion: {exc!r}")
+        failures += 1
     print(f"{'FAILED' if failures else 'passed'} in {time.perf_counter() - start:.2f} s")
     return 1 if failures else 0
 
