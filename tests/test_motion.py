@@ -130,9 +130,10 @@ def test_background_update_and_downscale_match_scalar(
     assert np.array_equal(bg, bg_scalar)
     masks = [(rng.random((h, w)) < 0.5).astype(np.uint8) * 255 for _ in range(3)]
     activity = rng.integers(0, 256, (h, w), dtype=np.uint8)
+    history = rng.integers(0, 4, (h, w), dtype=np.uint8)
     for got, want in zip(
-        k.flicker_update(activity, masks[0], masks[1]),
-        SCALAR.flicker_update(activity, masks[0], masks[1]),
+        k.flicker_update(activity, masks[0], history),
+        SCALAR.flicker_update(activity, masks[0], history),
         strict=True,
     ):
         assert np.array_equal(got, want)
@@ -181,11 +182,14 @@ def test_scalar_kernels_match_their_numpy_definitions(
 def test_flicker_and_age_follow_their_definitions() -> None:
     rng = np.random.default_rng(2)
     shape = (9, 37)
-    clean, prev = ((rng.random(shape) < 0.5).astype(np.uint8) * 255 for _ in range(2))
+    clean = (rng.random(shape) < 0.5).astype(np.uint8) * 255
+    history = rng.integers(0, 4, shape, dtype=np.uint8)
     act = rng.integers(0, 256, shape, dtype=np.uint8)
-    new_act, new_clean, new_prev = SCALAR.flicker_update(act, clean, prev)
-    want = np.minimum(np.maximum(act.astype(int) - 1, 0) + np.where(clean > prev, 32, 0), 255)
-    assert np.array_equal(new_act, want) and np.array_equal(new_prev, clean)
+    new_act, new_clean, new_history = SCALAR.flicker_update(act, clean, history)
+    switch_on = (clean != 0) & (history & 1 != 0) & (history & 2 == 0)
+    want = np.minimum(np.maximum(act.astype(int) - 1, 0) + np.where(switch_on, 32, 0), 255)
+    assert np.array_equal(new_act, want)
+    assert np.array_equal(new_history, ((history.astype(int) << 1) & 2) | (clean != 0))
     assert np.array_equal(new_clean, np.where(want > 96, 0, clean))
     age = rng.integers(0, 256, shape, dtype=np.uint8)
     cur, before = (rng.integers(0, 256, shape, dtype=np.uint8) for _ in range(2))
@@ -462,3 +466,69 @@ def test_the_whole_detector_gives_identical_results_at_every_simd_level() -> Non
         assert got_level == level
         digests[level] = digest
     assert len(set(digests.values())) == 1, digests
+
+
+def test_a_zone_has_its_own_sensitivity() -> None:
+    left = [(0.0, 0.0), (0.5, 0.0), (0.5, 1.0), (0.0, 1.0)]
+    right = [(0.5, 0.0), (1.0, 0.0), (1.0, 1.0), (0.5, 1.0)]
+    zones = [
+        ZoneSettings(name="keen", polygon=left, sensitivity=1.0),
+        ZoneSettings(name="dull", polygon=right, sensitivity=0.0),
+    ]
+    det, frames, t = learnt(MotionSettings(analysis_width=0, min_threshold=4, zones=zones))
+    faint = []
+    for i in range(4):
+        f = next(frames).astype(np.int16)
+        f[60:90, 40:70] += 14  # faint in the keen zone (threshold 2 x noise)
+        f[60:90, 220:250] += 14  # the same in the dull one (6 x noise)
+        faint.append(det.process(np.clip(f, 0, 255).astype(np.uint8), t + i / 5))
+    assert faint[-1].zones[0].hit and not faint[-1].zones[1].active
+
+
+def test_despeckle_removes_thin_lines() -> None:
+    def run(despeckle: bool) -> bool:
+        det, frames, t = learnt(MotionSettings(analysis_width=0, despeckle=despeckle))
+        for i in range(4):
+            f = next(frames)
+            f[20:160, 100:102] = 250  # a 2-pixel wire swinging into view
+            r = det.process(f, t + i / 5)
+        return r.motion
+
+    assert run(despeckle=False) and not run(despeckle=True)
+
+
+@pytest.fixture(scope="module")
+def tamper_flags() -> dict[str, set[str]]:
+    """Tamper kinds the detector raised during each of the tamper scene's episodes, and outside."""
+    scene = Scene("tamper", width=320, height=180, fps=5, seconds=90, seed=4)
+    det = MotionDetector(320, 180)
+    seen: dict[str, set[str]] = {}
+    for f in scene.frames():
+        r = det.process(f.luma, f.time_s)
+        seen.setdefault(f.truth.tamper or "none", set()).update(r.tamper)
+        assert not (f.truth.tamper is None and r.motion), f"motion at {f.time_s} s"
+    return seen
+
+
+def test_tampering_is_reported_by_kind(tamper_flags: dict[str, set[str]]) -> None:
+    assert "defocused" in tamper_flags["defocus"]
+    assert "covered" in tamper_flags["cover"]
+    assert "scene_changed" in tamper_flags["turned"]
+    assert tamper_flags["none"] == set()
+
+
+@pytest.mark.parametrize("name", ["trees-wind", "lights", "shake", "schoolyard-rain"])
+def test_nuisances_are_not_motion_over_the_whole_frame(name: str) -> None:
+    # No zones: the whole view counts. Swaying trees, lights switching, a shaking pole and rain
+    # must not make motion while nobody is there; the people who come must.
+    scene = Scene(name, width=640, height=360, fps=5, seconds=60, seed=2)
+    det = MotionDetector(640, 360)
+    people = found = 0
+    for f in scene.frames():
+        r = det.process(f.luma, f.time_s)
+        assert not (r.motion and not f.truth.objects), (
+            f"{name}: motion with nobody there at {f.time_s} s"
+        )
+        people += bool(f.truth.objects)
+        found += r.motion
+    assert found >= 0.3 * people

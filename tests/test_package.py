@@ -126,7 +126,8 @@ def test_readme_library_examples_run() -> None:
     assert proc.stdout.strip() == "True"
     proc = run(sys.executable, "-c", motion)
     assert proc.returncode == 0, proc.stderr
-    assert re.fullmatch(r"\d+\.\d s \['\w+'(, '\w+')*\] <MotionBlob .+>\n", proc.stdout), proc.stdout
+    line = r"\d+\.\d s \['\w+'(, '\w+')*\] <MotionBlob .+>\n"
+    assert re.fullmatch(line, proc.stdout), proc.stdout
 
 
 def test_cibuildwheel_builds_manylinux_wheels_for_both_architectures() -> None:

@@ -304,9 +304,9 @@ void register_motion(py::module_& m) {
              return std::make_pair(s, q);
            })
       .def("flicker_update",
-           [](const Kernels& k, const py::buffer& activity, const py::buffer& clean, const py::buffer& prev_clean) {
-             // Returns new (activity, clean, prev_clean) arrays; the inputs are left as they were.
-             Plane a = plane2d(activity, "activity"), c = plane2d(clean, "clean"), p = plane2d(prev_clean, "prev_clean");
+           [](const Kernels& k, const py::buffer& activity, const py::buffer& clean, const py::buffer& history) {
+             // Returns new (activity, clean, history) arrays; the inputs are left as they were.
+             Plane a = plane2d(activity, "activity"), c = plane2d(clean, "clean"), p = plane2d(history, "history");
              same_size(a, c);
              same_size(a, p);
              auto va = packed(a), vc = packed(c), vp = packed(p);

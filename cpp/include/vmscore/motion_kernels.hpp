@@ -56,10 +56,13 @@ struct Kernels {
   void (*sum_squares)(const std::uint8_t* img, std::size_t n, std::uint64_t* sum,
                       std::uint64_t* sum_sq);
 
-  // Flicker bookkeeping over n contiguous pixels: activity += 32 where the mask switched on
-  // (clean set, prev_clean not), saturating, after a decay of 1; prev_clean = clean; then clean
-  // is cleared where activity > 96.
-  void (*flicker_update)(std::uint8_t* activity, std::uint8_t* clean, std::uint8_t* prev_clean,
+  // Flicker bookkeeping over n contiguous pixels. clean is a mask (0 or nonzero); history holds
+  // the mask of the two frames before (bit 0: the last one, bit 1: the one before). A switch-on
+  // is a pixel on now and in the last frame after being off before it: something that stays a
+  // moment, like a swaying branch, not a raindrop passing. activity = min(255, max(activity - 1,
+  // 0) + 32 per switch-on); history = (history << 1 & 2) | (clean != 0); then clean = 0 where
+  // activity > 96.
+  void (*flicker_update)(std::uint8_t* activity, std::uint8_t* clean, std::uint8_t* history,
                          std::size_t n);
 
   // Age of changed pixels that stay still: where moving == 0, age = 0; else where

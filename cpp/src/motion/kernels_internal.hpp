@@ -48,14 +48,15 @@ inline void tail_sum_squares(const std::uint8_t* img, std::size_t i, std::size_t
     sum_sq += static_cast<std::uint32_t>(img[i]) * img[i];
   }
 }
-inline void tail_flicker_update(std::uint8_t* act, std::uint8_t* clean, std::uint8_t* prev_clean,
+inline void tail_flicker_update(std::uint8_t* act, std::uint8_t* clean, std::uint8_t* history,
                                std::size_t i, std::size_t n) {
   for (; i < n; ++i) {
-    const int on = clean[i] > prev_clean[i] ? 32 : 0;  // masks: a switch-on
+    const bool now = clean[i] != 0;
+    const int on = now && (history[i] & 1) && !(history[i] & 2) ? 32 : 0;
     const int decayed = act[i] ? act[i] - 1 : 0;
     const int a = decayed + on > 255 ? 255 : decayed + on;
     act[i] = static_cast<std::uint8_t>(a);
-    prev_clean[i] = clean[i];
+    history[i] = static_cast<std::uint8_t>(((history[i] << 1) & 2) | (now ? 1 : 0));
     if (a > 96) clean[i] = 0;
   }
 }
