@@ -532,3 +532,14 @@ def test_nuisances_are_not_motion_over_the_whole_frame(name: str) -> None:
         people += bool(f.truth.objects)
         found += r.motion
     assert found >= 0.3 * people
+
+
+@pytest.mark.parametrize("analysis_width", [0, 320])
+def test_no_tamper_report_on_a_normal_view_from_the_first_frames(analysis_width: int) -> None:
+    # The camera's own baselines (contrast, sharpness) are taken only once the noise estimate has
+    # settled: taken from the very first frame, a full-size noisy view read as defocused.
+    scene = Scene("carpark", width=640, height=360, fps=5, seconds=20, seed=1)
+    det = MotionDetector(640, 360, MotionSettings(analysis_width=analysis_width, learn_s=0))
+    for f in scene.frames():
+        r = det.process(f.luma, f.time_s)
+        assert r.tamper == [] and r.suppressed in ("", "illumination", "learning"), (f.time_s, r)

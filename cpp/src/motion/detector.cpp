@@ -508,7 +508,9 @@ void Detector::tamper_checks(double dt) {
   res_.mean = mean;
   res_.contrast = sd;
   res_.sharpness = sharp;
-  if (!learned_) {
+  // The camera's own baselines are taken while learning and over its first ten frames (the noise
+  // estimate that sharpness depends on needs a few frames to settle).
+  if (!learned_ || frames_ <= 10) {
     base_std_ = sd;
     base_sharp_ = sharp;
     ref_ = coarse_;
