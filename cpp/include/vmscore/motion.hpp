@@ -141,6 +141,7 @@ class Detector {
   bool illumination_like(const Stats& s) const;
   void tamper_checks(double dt);
   double structure_similarity() const;
+  void adopt_reference();
   bool global_motion(double& dx, double& dy) const;
 
   int width_, height_;
@@ -152,7 +153,8 @@ class Detector {
   int sample_step_ = 1;
 
   std::vector<std::uint8_t> cur_, prev_, bg8_, lo_, hi_, thr_, raw_, prev_raw_, tmp_, clean_,
-      prev_clean_, activity_, age_, zeros_, klass_, coarse_, ref_, scratch_;
+      prev_clean_, activity_, age_, zeros_, klass_, coarse_, scratch_;
+  std::vector<std::uint16_t> ref_;  // long-term reference of the coarse image, 8.8 fixed point
   std::vector<std::uint16_t> bg_, acc_;
   std::vector<std::uint8_t> flicker_rows_, age_rows_;  // rows with state to update (1) or none (0)
   std::array<std::uint8_t, 256> class_thr_{};
@@ -177,6 +179,7 @@ class Detector {
   double base_std_ = 0, base_sharp_ = 0;
   std::array<double, 5> tamper_for_{};  // seconds each condition has held
   double scene_changed_for_ = 0;
+  double similarity_ = 1;  // of the coarse image to the reference, measured every 4th frame
   bool learned_ = false;
 };
 

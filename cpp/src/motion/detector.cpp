@@ -210,6 +210,7 @@ void Detector::reset() {
   base_std_ = base_sharp_ = 0;
   tamper_for_.fill(0);
   scene_changed_for_ = 0;
+  similarity_ = 1;
   for (auto& z : zones_) z.consecutive = 0;
   for (auto* v : {&prev_raw_, &prev_clean_, &activity_, &age_}) std::fill(v->begin(), v->end(), 0);
   std::fill(flicker_rows_.begin(), flicker_rows_.end(), 1);
@@ -268,6 +269,11 @@ void Detector::follow_gain() {
   // Median of frame / background over a sample of still pixels bright enough to measure, in
   // steps of 1/1024 within +-25%.
   constexpr int kSteps = 512;
+  static const std::array<int, 256> recip = [] {  // 2^20 / v: cur * recip >> 10 = 1024 cur / v
+    std::array<int, 256> t{};
+    for (int v = 1; v < 256; ++v) t[static_cast<std::size_t>(v)] = ((1 << 20) + v / 2) / v;
+    return t;
+  }();
   std::array<std::uint32_t, kSteps> hist{};
   std::uint32_t total = 0;
   for (int y = 0; y < ah_; y += sample_step_) {
@@ -275,7 +281,7 @@ void Detector::follow_gain() {
     for (int x = (y / sample_step_) % sample_step_; x < aw_; x += sample_step_) {
       const std::size_t i = row + static_cast<std::size_t>(x);
       if (klass_[i] == kExcluded || prev_raw_[i] || bg8_[i] < 24) continue;
-      const int bin = static_cast<int>(std::lround((static_cast<double>(cur_[i]) / bg8_[i] - 1.0) * 1024.0)) + kSteps / 2;
+      const int bin = ((cur_[i] * recip[bg8_[i]] + (1 << 9)) >> 10) - 1024 + kSteps / 2;
       if (bin < 0 || bin >= kSteps) continue;
       ++hist[static_cast<std::size_t>(bin)];
       ++total;
@@ -397,6 +403,11 @@ std::size_t Detector::label() {
   return runs_.size();
 }
 
+void Detector::adopt_reference() {
+  for (std::size_t i = 0; i < ref_.size(); ++i) ref_[i] = static_cast<std::uint16_t>(coarse_[i] << 8);
+  similarity_ = 1;
+}
+
 double Detector::structure_similarity() const {
   // Agreement of edge directions between the coarse frame and the long-term reference: each
   // gradient is normalised (with a floor, so flat areas weigh little), so that lighting that
@@ -407,7 +418,8 @@ double Detector::structure_similarity() const {
     for (int x = 0; x + 1 < cw_; ++x) {
       const std::size_t i = static_cast<std::size_t>(y) * static_cast<std::size_t>(cw_) + static_cast<std::size_t>(x);
       const double ax = coarse_[i + 1] - coarse_[i], ay = coarse_[i + static_cast<std::size_t>(cw_)] - coarse_[i];
-      const double bx = ref_[i + 1] - ref_[i], by = ref_[i + static_cast<std::size_t>(cw_)] - ref_[i];
+      const double bx = (ref_[i + 1] - ref_[i]) / 256.0;
+      const double by = (ref_[i + static_cast<std::size_t>(cw_)] - ref_[i]) / 256.0;
       const double ma = std::sqrt(ax * ax + ay * ay) + 2, mb = std::sqrt(bx * bx + by * by) + 2;
       dot += (ax * bx + ay * by) / (ma * mb);
       na += (ax * ax + ay * ay) / (ma * ma);
@@ -513,7 +525,7 @@ void Detector::tamper_checks(double dt) {
   if (!learned_ || frames_ <= 10) {
     base_std_ = sd;
     base_sharp_ = sharp;
-    ref_ = coarse_;
+    adopt_reference();
     return;
   }
   const bool dark = mean < 25 && sd < 15;
@@ -522,7 +534,8 @@ void Detector::tamper_checks(double dt) {
   // Focus is judged only when the view has contrast well above the noise (not in the dark).
   const bool judge_focus = sd > 10 * std::max(noise_, 0.5);
   const bool defocused = !covered && !dark && !bright && judge_focus && base_sharp_ > 0 && sharp < 0.7 * base_sharp_;
-  const bool turned = !covered && !dark && !bright && !defocused && structure_similarity() < 0.32;
+  if (frames_ % 4 == 0) similarity_ = structure_similarity();  // it changes slowly; it costs
+  const bool turned = !covered && !dark && !bright && !defocused && similarity_ < 0.32;
   const bool cond[5] = {dark, bright, covered, defocused, turned};
   std::uint32_t flags = 0;
   for (int i = 0; i < 5; ++i) {
@@ -532,7 +545,7 @@ void Detector::tamper_checks(double dt) {
   if (flags & kSceneChanged) {
     scene_changed_for_ += dt;
     if (scene_changed_for_ >= cfg_.scene_adopt_s) {  // the camera stays where it was turned to
-      ref_ = coarse_;
+      adopt_reference();
       base_std_ = sd;
       base_sharp_ = sharp;
       scene_changed_for_ = 0;
@@ -549,8 +562,10 @@ void Detector::tamper_checks(double dt) {
     const double a = std::min(1.0, dt / 60.0);
     base_std_ += (sd - base_std_) * a;
     base_sharp_ += (sharp - base_sharp_) * a;
+    // The reference follows with a time constant of about 30 s (a power of two of frames).
+    const int k = std::clamp(static_cast<int>(std::lround(std::log2(30.0 / std::max(dt_, 1e-3)))), 0, 15);
     for (std::size_t i = 0; i < ref_.size(); ++i)
-      ref_[i] = static_cast<std::uint8_t>(ref_[i] + std::lround((coarse_[i] - ref_[i]) * std::min(1.0, dt / 30.0)));
+      ref_[i] = static_cast<std::uint16_t>(ref_[i] + (((coarse_[i] << 8) - static_cast<int>(ref_[i])) >> k));
   }
 }
 
