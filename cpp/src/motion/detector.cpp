@@ -688,7 +688,9 @@ const Result& Detector::process(const std::uint8_t* plane, std::ptrdiff_t stride
     res_.shaking = true;
     learn_frame = false;
   }
-  if (cfg_.shake_compensation && res_.changed_fraction > 0.01) {
+  // Whole-pixel shake: searched when the view moved since the last frame, or when much of it
+  // changed (a camera knocked aside and left there); not for every frame with a walker in it.
+  if (cfg_.shake_compensation && res_.changed_fraction > 0.01 && (jitter || res_.changed_fraction > 0.05)) {
     int dx = 0, dy = 0;
     if (estimate_shake(dx, dy)) {
       res_.shaking = true;
@@ -699,7 +701,7 @@ const Result& Detector::process(const std::uint8_t* plane, std::ptrdiff_t stride
     }
   }
 
-  // Temporal filter: changed now and within one pixel of a change in the previous frame.
+  // Temporal filter: changed now and within two pixels of a change in the previous frame.
   // Afterwards prev_raw_ holds this frame's raw mask (for the next frame) and raw_ the filtered one.
   if (cfg_.temporal_filter) {
     // Within two pixels (a 5x5 dilation of the previous mask: a walking leg moves that far
