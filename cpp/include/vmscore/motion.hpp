@@ -133,6 +133,7 @@ class Detector {
   void build_zones();
   void rebuild_thresholds();
   void rebaseline();
+  void learn_now(std::size_t begin, std::size_t end);  // background = frame over [begin, end)
   void estimate_noise();
   void follow_gain();
   bool estimate_shake(int& dx, int& dy);

@@ -219,11 +219,15 @@ void Detector::reset() {
   for (const auto& z : zones_) res_.zones.push_back(ZoneHit{z.cfg.name, false, false, 0, 0, 0});
 }
 
-void Detector::rebaseline() {
-  for (std::size_t i = 0; i < n_; ++i) {
+void Detector::learn_now(std::size_t begin, std::size_t end) {
+  for (std::size_t i = begin; i < end; ++i) {
     bg_[i] = static_cast<std::uint16_t>(cur_[i] << 7);
     bg8_[i] = cur_[i];
   }
+}
+
+void Detector::rebaseline() {
+  learn_now(0, n_);
   std::fill(age_.begin(), age_.end(), 0);
   std::fill(prev_raw_.begin(), prev_raw_.end(), 0);
   std::fill(prev_clean_.begin(), prev_clean_.end(), 0);
@@ -785,10 +789,7 @@ const Result& Detector::process(const std::uint8_t* plane, std::ptrdiff_t stride
     const int b = blob_of_root_[static_cast<std::size_t>(r.parent)];
     const std::size_t row = static_cast<std::size_t>(r.y) * static_cast<std::size_t>(aw_);
     if (b == -2) {  // light: take it into the background now
-      for (int x = r.x0; x < r.x1; ++x) {
-        bg_[row + static_cast<std::size_t>(x)] = static_cast<std::uint16_t>(cur_[row + static_cast<std::size_t>(x)] << 7);
-        bg8_[row + static_cast<std::size_t>(x)] = cur_[row + static_cast<std::size_t>(x)];
-      }
+      learn_now(row + static_cast<std::size_t>(r.x0), row + static_cast<std::size_t>(r.x1));
       continue;
     }
     if (b < 0) continue;
@@ -886,8 +887,7 @@ const Result& Detector::process(const std::uint8_t* plane, std::ptrdiff_t stride
       if (top < limit) continue;
       for (std::size_t i = y * w; i < (y + 1) * w; ++i) {  // absorbed into the background
         if (age[i] < limit) continue;
-        bg_[i] = static_cast<std::uint16_t>(c[i] << 7);
-        bg8_[i] = c[i];
+        learn_now(i, i + 1);
         age[i] = 0;
       }
     }
