@@ -7,6 +7,7 @@ import typer
 import vmscore
 from vmscore.record.cli import keys_app, verify_cmd
 from vmscore.sim.cli import app as sim_app
+from vmscore.station.cli import demo_cmd, export_cmd, station_cmd, user_app
 
 app = typer.Typer(
     name="vmscore",
@@ -17,6 +18,10 @@ app = typer.Typer(
 app.add_typer(sim_app, name="sim")
 app.command("verify")(verify_cmd)
 app.add_typer(keys_app, name="keys")
+app.command("demo")(demo_cmd)
+app.command("station")(station_cmd)
+app.command("export")(export_cmd)
+app.add_typer(user_app, name="user")
 
 
 def _version(value: bool) -> None:

@@ -422,6 +422,19 @@ SCENES: dict[str, SceneSpec] = {
             timeline=_rain,
         ),
         SceneSpec(
+            "rain-empty",
+            "The school yard at night in heavy rain with the trees moving; nobody there (every "
+            "alarm is false).",
+            "schoolyard",
+            lighting="night",
+            color=False,
+            noise_sigma=6.0,
+            lamps={"yard-lamp-1": 1.0, "entrance-light": 1.0},
+            paths=SCHOOLYARD_PATHS,
+            zones=SCHOOLYARD_ZONES,
+            timeline=_rain,
+        ),
+        SceneSpec(
             "corridor",
             "Office corridor with the lights on: people walking towards and away from the camera, "
             "through side doors, one stopping at the notice board.",

@@ -1,0 +1,896 @@
+"""The monitoring station: composes ingest, recording, analysis, rules, alarms, users, MQTT and
+the event hub into one running program, and changes its cameras at run time.
+
+Threads:
+- ``vmscore-dispatch`` drains the ingest engine (sub-stream units to analysis, stream events to
+  camera health); it never blocks on analysis.
+- ``vmscore-events`` is the only thread that evaluates rules and executes their actions, so rule
+  evaluation is deterministic in the order events arrive. Everyone else (analysis threads, the
+  recorder's index thread, MQTT's network thread, the web server) posts to its queue. It also
+  ticks: rule durations and schedules, camera offline detection, motion off-delays.
+- the analysis pool (decode + motion per camera), the recorder's threads, paho's thread, the
+  webhook sender, and the web server's event loop.
+
+Configuration: the station runs from a configuration document (see :mod:`.config`). The first
+start stores the file's document in the station's database; from then on the database is the
+truth, changed through :meth:`Station.change` (validated as a whole, then applied camera by
+camera so the others are not disturbed).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+import logging
+import os
+import queue
+import threading
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from vmscore import _core
+from vmscore.alarms import AlarmChange, AlarmManager
+from vmscore.cameras.snapshot import NoPictureError, jpeg_from_units
+from vmscore.record import Recorder, RecorderNotice, RecordingSettings
+from vmscore.rules import (
+    AlarmAction,
+    ArmAction,
+    BookmarkAction,
+    CameraInfo,
+    Ending,
+    Firing,
+    MqttAction,
+    RecordAction,
+    RuleEngine,
+    SnapshotAction,
+    WebhookAction,
+    WebhookSender,
+)
+from vmscore.station.analysis import AnalysisPool, CameraAnalysis
+from vmscore.station.config import CameraConfig, StationConfig, validate_document
+from vmscore.station.events import StationEvent
+from vmscore.station.hub import EventHub, HubMessage
+from vmscore.station.store import MotionSample, StationStore
+from vmscore.web.auth import UserStore
+
+log = logging.getLogger("vmscore.station")
+
+TICK_S = 0.25
+
+
+def now_us() -> int:
+    return time.time_ns() // 1000
+
+
+@dataclass
+class CameraState:
+    """What the station knows of one camera at run time."""
+
+    config: CameraConfig
+    streams: dict[str, str] = field(default_factory=dict)
+    """role -> ingest stream id."""
+    analysis: CameraAnalysis | None = None
+    online: bool = False
+    playing_since_us: int = 0
+    down_since_us: int = 0
+    offline_reported: bool = False
+    last_error: str = ""
+    added_us: int = 0
+
+
+@dataclass
+class _OpenRecording:
+    cameras: list[tuple[str, int]]
+    """(camera, recorder event id)"""
+    start_us: int
+    alarm_ids: list[int] = field(default_factory=list)
+
+
+class Station:
+    """One monitoring station. ``document``: the configuration document (already validated or
+    not; a :class:`~vmscore.station.config.ConfigError` says what is wrong).
+
+    ``reset``: replace the configuration kept in the database with ``document``.
+    """
+
+    def __init__(
+        self,
+        document: Mapping[str, Any],
+        *,
+        reset: bool = False,
+        origin: str = "configuration",
+    ) -> None:
+        cfg = validate_document(document, origin=origin)
+        self.data_dir = Path(cfg.station.data_dir)
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        os.chmod(self.data_dir, 0o700)
+        for s in cfg.storage:
+            Path(s.path).mkdir(parents=True, exist_ok=True)
+        db = self.data_dir / "station.db"
+        self.store = StationStore(db)
+        kept = self.store.config()
+        if kept is None or reset:
+            self.store.save_config(document, user="system", reason=f"loaded from {origin}")
+            self.document: dict[str, Any] = copy.deepcopy(dict(document))
+        else:
+            self.document = kept[1]
+            cfg = validate_document(self.document, origin="the station's database")
+        self.config: StationConfig = cfg
+        self.started_us = now_us()
+        self._lock = threading.RLock()  # configuration changes and the camera table
+        self.users = UserStore(db)
+        for u in cfg.users:
+            self.users.upsert_from_config(u)
+        self.alarms = AlarmManager(db, cfg.alarms)
+        self.hub = EventHub()
+        self.engine = _core.IngestEngine(queue_frames=8192)
+        self.recorder = Recorder(self.engine, self.data_dir / "recordings.db", list(cfg.storage))
+        self.rules = RuleEngine(
+            cfg.rules, cfg.time_profiles, camera=self._camera_info, is_armed=self.is_armed
+        )
+        self.webhooks = WebhookSender()
+        threads = cfg.station.analysis_threads or (os.cpu_count() or 1)
+        self.pool = AnalysisPool(threads)
+        self._armed = {s.name: s.armed for s in cfg.sites}
+        self._armed.update({k: v for k, v in self.store.armed().items() if k in self._armed})
+        self._events: queue.Queue[StationEvent | Callable[[], None] | None] = queue.Queue(
+            maxsize=100_000
+        )
+        self.events_dropped = 0
+        self._motion: list[MotionSample] = []
+        self._motion_lock = threading.Lock()
+        self._open: dict[str, _OpenRecording] = {}
+        self._cameras: dict[str, CameraState] = {}
+        self._streams: dict[str, tuple[str, str]] = {}  # stream id -> (camera, role)
+        self._stopping = threading.Event()
+        self.mqtt: Any = None
+        if cfg.mqtt is not None:
+            from vmscore.station.mqtt import MqttLink
+
+            self.mqtt = MqttLink(
+                cfg.mqtt,
+                cfg.station.name,
+                sites=lambda: [s.name for s in self.config.sites],
+                on_command=self._on_mqtt_command,
+            )
+        self.alarms.add_listener(self._on_alarm_change)
+        self.recorder.add_listener(self._on_recorder_notice)
+        for cam in cfg.cameras:
+            self._start_camera(cam)
+        self._dispatch = threading.Thread(target=self._dispatch_loop, name="vmscore-dispatch")
+        self._worker = threading.Thread(target=self._event_loop, name="vmscore-events")
+        self._dispatch.start()
+        self._worker.start()
+        if self.mqtt is not None:
+            self.mqtt.start()
+
+    # -- configuration ---------------------------------------------------------------------------
+
+    def change(
+        self, edit: Callable[[dict[str, Any]], Any], *, user: str, reason: str
+    ) -> StationConfig:
+        """Applies ``edit`` to a copy of the configuration document, validates the result as a
+        whole (ConfigError when invalid: nothing changes), stores it and applies it: cameras
+        whose settings changed are restarted, the others are not touched."""
+        with self._lock:
+            doc = copy.deepcopy(self.document)
+            edit(doc)
+            cfg = validate_document(doc, origin="the change")
+            if [s.name for s in cfg.storage] != [s.name for s in self.config.storage] or any(
+                a.path != b.path for a, b in zip(cfg.storage, self.config.storage, strict=True)
+            ):
+                from vmscore.station.config import ConfigError
+
+                raise ConfigError("storage locations are changed by restarting the station")
+            self.store.save_config(doc, user=user, reason=reason)
+            old = self.config
+            self.document, self.config = doc, cfg
+            before = {c.name: c for c in old.cameras}
+            after = {c.name: c for c in cfg.cameras}
+            for name in before.keys() - after.keys():
+                self._stop_camera(name)
+            for name, cam in after.items():
+                prev = before.get(name)
+                if prev is None:
+                    self._start_camera(cam)
+                elif prev != cam or prev.site != cam.site:
+                    self._stop_camera(name)
+                    self._start_camera(cam)
+            for s in cfg.sites:
+                self._armed.setdefault(s.name, s.armed)
+            for gone in {s.name for s in old.sites} - {s.name for s in cfg.sites}:
+                self._armed.pop(gone, None)
+            self.rules.update(cfg.rules, cfg.time_profiles)
+            if self.mqtt is not None:
+                self.mqtt.refresh_sites()
+        self.hub.publish(HubMessage("station", {"config_changed": reason, "by": user}))
+        return cfg
+
+    # -- cameras ---------------------------------------------------------------------------------
+
+    def _camera_info(self, name: str) -> CameraInfo | None:
+        cam = self._cameras.get(name)
+        if cam is None:
+            return None
+        return CameraInfo(name=name, site=cam.config.site, group=cam.config.group)
+
+    def camera_state(self, name: str) -> CameraState:
+        with self._lock:
+            cam = self._cameras.get(name)
+        if cam is None:
+            raise KeyError(name)
+        return cam
+
+    def camera_names(self) -> list[str]:
+        with self._lock:
+            return list(self._cameras)
+
+    def _start_camera(self, cam: CameraConfig) -> None:
+        state = CameraState(cam, added_us=now_us())
+        self._cameras[cam.name] = state
+        if not cam.enabled:
+            return
+        password = cam.password.get_secret_value() if cam.password else None
+        streams = {"main": cam.main_url}
+        if cam.sub_url:
+            streams["sub"] = cam.sub_url
+        analysis_role = "sub" if cam.sub_url else "main"
+        for role, url in streams.items():
+            sid = f"{cam.name}@{role}"
+            deliver = cam.analysis and role == analysis_role
+            try:
+                self.engine.add_stream(
+                    sid,
+                    url,
+                    username=cam.username,
+                    password=password,
+                    transport=cam.transport,
+                    deliver=deliver,
+                    stall_timeout_s=max(2.0, self.config.station.offline_after_s / 2),
+                    reconnect_max_s=10.0,
+                )
+            except Exception as e:
+                state.last_error = str(e)
+                log.warning("camera %s: %s stream not started: %s", cam.name, role, e)
+                continue
+            state.streams[role] = sid
+            self._streams[sid] = (cam.name, role)
+        rec = cam.recording
+        if "main" in state.streams:
+            settings = RecordingSettings(
+                storage=self.config.storage_for(cam),
+                mode=rec.mode,
+                pre_roll_s=rec.pre_roll_s,
+                post_roll_s=rec.post_roll_s,
+                segment_s=rec.segment_s,
+                max_age_s=rec.max_age_s,
+                max_bytes=rec.max_bytes,
+                no_event_max_age_s=rec.no_event_max_age_s,
+                ring_s=max(30.0, rec.pre_roll_s + 10),
+            )
+            self.recorder.add_camera(cam.name, state.streams["main"], settings)
+            if rec.record_sub and "sub" in state.streams:
+                self.recorder.add_camera(cam.name, state.streams["sub"], settings, role="sub")
+        if cam.analysis and analysis_role in state.streams:
+            state.analysis = CameraAnalysis(
+                cam.name,
+                cam.site,
+                cam.motion,
+                analysis_fps=cam.analysis_fps,
+                off_delay_s=self.config.defaults.motion_off_delay_s,
+                emit=self.post,
+                motion_sink=self._motion_sample,
+            )
+
+    def _stop_camera(self, name: str) -> None:
+        state = self._cameras.pop(name, None)
+        if state is None:
+            return
+        for role, sid in state.streams.items():
+            self._streams.pop(sid, None)
+            with contextlib.suppress(KeyError):
+                self.recorder.remove_camera(name, role=role)
+            try:
+                self.engine.remove_stream(sid)
+            except Exception as e:
+                log.debug("camera %s: removing %s: %s", name, sid, e)
+        if state.analysis is not None:
+            state.analysis.close()
+        if state.offline_reported:
+            # A removed camera's offline condition ends with it (its alarm may close).
+            self.post(
+                StationEvent(
+                    "camera_online",
+                    now_us(),
+                    site=state.config.site,
+                    camera=name,
+                    detail="removed",
+                )
+            )
+
+    def snapshot(self, camera: str, *, max_width: int = 0) -> bytes:
+        """A JPEG of the camera's latest keyframe from its ring (main stream)."""
+        state = self.camera_state(camera)
+        if "main" not in state.streams:
+            raise NoPictureError(f"camera {camera!r} is not running")
+        try:
+            units = self.recorder.units_from(camera, 0)
+        except KeyError:
+            raise NoPictureError(f"camera {camera!r} is not running") from None
+        return jpeg_from_units(units, max_width=max_width)
+
+    # -- sites -----------------------------------------------------------------------------------
+
+    def is_armed(self, site: str) -> bool:
+        return self._armed.get(site, False)
+
+    def set_armed(self, site: str, armed: bool, *, by: str) -> None:
+        if self.config.site(site) is None:
+            raise KeyError(site)
+        self._armed[site] = armed
+        self.store.set_armed(site, armed, by=by)
+        self.hub.publish(HubMessage("site", {"site": site, "armed": armed, "by": by}, site=site))
+        log.info("site %s %s by %s", site, "armed" if armed else "disarmed", by)
+
+    # -- events ----------------------------------------------------------------------------------
+
+    def post(self, item: StationEvent | Callable[[], None]) -> None:
+        """Hands an event (or a function to run) to the events thread. Thread-safe, never
+        blocks: when the queue is full (100k waiting), the event is dropped and counted."""
+        try:
+            self._events.put_nowait(item)
+        except queue.Full:
+            self.events_dropped += 1
+
+    def external_event(
+        self,
+        name: str,
+        *,
+        camera: str | None = None,
+        site: str | None = None,
+        data: Mapping[str, Any] | None = None,
+        at_us: int | None = None,
+    ) -> StationEvent:
+        if camera is not None:
+            state = self.camera_state(camera)
+            site = site or state.config.site
+        ev = StationEvent(
+            "external",
+            at_us or now_us(),
+            site=site,
+            camera=camera,
+            detail=name,
+            data=dict(data or {}),
+        )
+        self.post(ev)
+        return ev
+
+    def _motion_sample(self, sample: MotionSample) -> None:
+        with self._motion_lock:
+            if len(self._motion) < 100_000:
+                self._motion.append(sample)
+
+    def _on_recorder_notice(self, n: RecorderNotice) -> None:
+        cam = self._cameras.get(n.camera)
+        site = cam.config.site if cam else None
+        if n.kind == "gap":
+            self.post(
+                StationEvent(
+                    "recording_gap",
+                    now_us(),
+                    site=site,
+                    camera=n.camera,
+                    detail=n.reason,
+                    data={"start_us": n.start_wall_us, "end_us": n.end_wall_us, "stream": n.stream},
+                )
+            )
+        elif n.kind in ("storage_error", "storage_full"):
+            self.post(
+                StationEvent(
+                    "disk_trouble",
+                    now_us(),
+                    detail=n.stream or n.camera,
+                    data={"reason": n.kind, "message": n.reason},
+                )
+            )
+        elif n.kind == "storage_ok":
+            self.post(StationEvent("disk_ok", now_us(), detail=n.stream or n.camera))
+
+    def _on_alarm_change(self, change: AlarmChange) -> None:
+        alarm = change.alarm
+        payload = alarm.model_dump(mode="json")
+        self.hub.publish(
+            HubMessage(
+                "alarm",
+                {"type": change.kind, "alarm": payload},
+                id=str(change.seq),
+                camera=alarm.camera,
+                site=alarm.site,
+            )
+        )
+        if self.mqtt is not None and alarm.site:
+            before = change.before.model_dump(mode="json") if change.before else None
+            self.mqtt.publish_alarm(alarm.site, change.kind, payload, before)
+
+    def _on_mqtt_command(self, cmd: Any) -> None:
+        self.post(lambda: self._mqtt_command(cmd))
+
+    def _mqtt_command(self, cmd: Any) -> None:
+        p = cmd.payload
+        user = f"mqtt:{p.get('user') or 'integration'}"
+        try:
+            if cmd.name == "ack":
+                self.alarms.acknowledge(int(p["alarm_id"]), user)
+            elif cmd.name == "close":
+                self.alarms.close(
+                    int(p["alarm_id"]), user, p.get("comment", ""), p.get("category") or None
+                )
+            elif cmd.name == "comment":
+                self.alarms.comment(int(p["alarm_id"]), user, str(p.get("comment", "")))
+            elif cmd.name == "hold":
+                self.alarms.hold(int(p["alarm_id"]), user, p.get("comment", ""))
+            elif cmd.name == "assign":
+                self.alarms.assign(int(p["alarm_id"]), user, p.get("to"))
+            elif cmd.name in ("arm", "disarm"):
+                sites = [cmd.site] if cmd.site else [s.name for s in self.config.sites]
+                for s in sites:
+                    self.set_armed(s, cmd.name == "arm", by=user)
+            elif cmd.name == "event":
+                self.external_event(
+                    str(p.get("name", "mqtt")),
+                    camera=p.get("camera"),
+                    site=cmd.site,
+                    data=p.get("data") or {},
+                )
+            self.users.audit(user, f"mqtt.{cmd.name}", str(p.get("alarm_id", cmd.site or "")))
+        except (KeyError, ValueError, LookupError) as e:
+            log.warning("MQTT command %s refused: %s", cmd.name, e)
+
+    def _dispatch_loop(self) -> None:
+        while not self._stopping.is_set():
+            try:
+                items = self.engine.poll(timeout=0.2)
+            except Exception:
+                if self._stopping.is_set():
+                    return
+                log.exception("ingest poll failed")
+                time.sleep(0.2)
+                continue
+            for item in items:
+                where = self._streams.get(item.stream_id)
+                if where is None:
+                    continue
+                state = self._cameras.get(where[0])
+                if state is None:
+                    continue
+                if isinstance(item, _core.StreamEvent):
+                    if where[1] == "main":
+                        self._stream_event(state, item)
+                    continue
+                an = state.analysis
+                if an is not None and an.offer(item):
+                    self.pool.schedule(an)
+
+    def _stream_event(self, state: CameraState, e: _core.StreamEvent) -> None:
+        t = e.wall_time_us or now_us()
+        if e.kind == "playing":
+            state.online = True
+            state.playing_since_us = t
+            state.last_error = ""
+            if state.offline_reported:
+                state.offline_reported = False
+                self.post(
+                    StationEvent(
+                        "camera_online", t, site=state.config.site, camera=state.config.name
+                    )
+                )
+            self.hub.publish(self._camera_message(state))
+        elif e.kind in ("stalled", "disconnected", "error", "reconnecting"):
+            if e.reason:
+                state.last_error = e.reason
+            if state.online:
+                state.online = False
+                state.down_since_us = t
+                self.hub.publish(self._camera_message(state))
+
+    def _camera_message(self, state: CameraState) -> HubMessage:
+        c = state.config
+        return HubMessage(
+            "camera",
+            {"camera": c.name, "site": c.site, "online": state.online, "error": state.last_error},
+            camera=c.name,
+            site=c.site,
+        )
+
+    def _event_loop(self) -> None:
+        next_tick = time.monotonic()
+        next_minute = time.monotonic() + 5
+        while True:
+            timeout = max(0.0, next_tick - time.monotonic())
+            try:
+                item = self._events.get(timeout=timeout)
+            except queue.Empty:
+                item = ...  # type: ignore[assignment]
+            if item is None:
+                return
+            try:
+                if isinstance(item, StationEvent):
+                    self._handle(item)
+                elif callable(item):
+                    item()
+            except Exception:
+                log.exception("station event failed")
+            if time.monotonic() >= next_tick:
+                next_tick = time.monotonic() + TICK_S
+                try:
+                    self._tick(now_us())
+                except Exception:
+                    log.exception("station tick failed")
+            if time.monotonic() >= next_minute:
+                next_minute = time.monotonic() + 60
+                try:
+                    self._minute()
+                except Exception:
+                    log.exception("station housekeeping failed")
+
+    def _handle(self, ev: StationEvent) -> None:
+        if ev.kind in (
+            "motion",
+            "motion_end",
+            "tamper",
+            "tamper_end",
+            "camera_offline",
+            "camera_online",
+        ):
+            self.hub.publish(
+                HubMessage(
+                    "motion"
+                    if ev.kind.startswith("motion")
+                    else "tamper"
+                    if ev.kind.startswith("tamper")
+                    else "camera_event",
+                    ev.to_json(),
+                    camera=ev.camera,
+                    site=ev.site,
+                )
+            )
+        else:
+            self.hub.publish(HubMessage("event", ev.to_json(), camera=ev.camera, site=ev.site))
+        if self.mqtt is not None and ev.site:
+            self.mqtt.publish_event(ev)
+        self._apply(self.rules.on_event(ev))
+
+    def _tick(self, t: int) -> None:
+        offline_after = round(self.config.station.offline_after_s * 1e6)
+        for state in list(self._cameras.values()):
+            if not state.config.enabled or state.offline_reported:
+                continue
+            since = state.down_since_us if state.playing_since_us else state.added_us
+            if not state.online and since and t - since >= offline_after:
+                state.offline_reported = True
+                self._handle(
+                    StationEvent(
+                        "camera_offline",
+                        t,
+                        site=state.config.site,
+                        camera=state.config.name,
+                        detail=state.last_error or "no video",
+                    )
+                )
+            an = state.analysis
+            if an is not None:
+                self.pool.call(lambda an=an: an.tick(t))  # type: ignore[misc]
+        with self._motion_lock:
+            samples, self._motion = self._motion, []
+        if samples:
+            self.store.add_motion(samples)
+        self._apply(self.rules.tick(t))
+        for key, rec in list(self._open.items()):
+            # Keep the recording of a condition that is still going on.
+            for camera, event_id in rec.cameras:
+                self._trigger(camera, rec.start_us, t + 2_000_000, event_id=event_id, kind=key)
+
+    def _minute(self) -> None:
+        self.alarms.housekeeping()
+        if self.mqtt is not None:
+            for state in list(self._cameras.values()):
+                self.mqtt.publish_camera_state(
+                    state.config.site, state.config.name, self.camera_health(state.config.name)
+                )
+
+    # -- actions ---------------------------------------------------------------------------------
+
+    def _apply(self, outputs: list[Firing | Ending]) -> None:
+        for out in outputs:
+            try:
+                if isinstance(out, Firing):
+                    self._fire(out)
+                else:
+                    self._end(out)
+            except Exception:
+                log.exception("rule %s: action failed", out.rule.name)
+
+    def _fire(self, f: Firing) -> None:
+        a, ev, rule = f.action, f.event, f.rule
+        key = f"{rule.name}|{f.key}"
+        cam = self._cameras.get(ev.camera) if ev.camera else None
+        pre_s = cam.config.recording.pre_roll_s if cam else 0.0
+        post_s = cam.config.recording.post_roll_s if cam else 0.0
+        if isinstance(a, AlarmAction):
+            title = a.title or _title(rule.name, ev)
+            alarm = self.alarms.raise_alarm(
+                title=title,
+                priority=a.priority,
+                source_key=key,
+                site=ev.site,
+                camera=ev.camera,
+                zone=ev.zone,
+                rule=rule.name,
+                category=a.category,
+                related_cameras=a.related_cameras,
+                record_start_us=ev.at_us - round(pre_s * 1e6) if cam else None,
+                data={"event": ev.to_json()},
+                at_us=ev.at_us,
+            )
+            rec = self._open.get(key)
+            if rec is not None:
+                rec.alarm_ids.append(alarm.id)
+                self.alarms.set_recording(
+                    alarm.id,
+                    rec.start_us - round(pre_s * 1e6),
+                    ev.at_us + round(post_s * 1e6),
+                    rec.cameras[0][1] if rec.cameras else None,
+                )
+            if cam is not None and alarm.count == 1 and ev.camera:
+                self.pool.call(lambda: self._alarm_snapshot(alarm.id, ev.camera or ""))
+        elif isinstance(a, RecordAction):
+            cams = [c for c in [ev.camera, *a.cameras] if c and c in self._cameras]
+            start = ev.at_us
+            if a.pre_roll_s is not None and cam is not None:
+                start -= round((a.pre_roll_s - pre_s) * 1e6)
+            rec = self._open.get(key)
+            if rec is None:
+                rec = self._open[key] = _OpenRecording([], start)
+                for c in dict.fromkeys(cams):
+                    eid = self._trigger(c, start, max(f.at_us, ev.at_us) + 2_000_000, kind=key)
+                    if eid is not None:
+                        rec.cameras.append((c, eid))
+            for alarm_id in self._alarms_for(key):
+                if alarm_id in rec.alarm_ids:
+                    continue
+                # Until the condition ends, the recording is known to reach its post-roll.
+                self.alarms.set_recording(
+                    alarm_id,
+                    start - round(pre_s * 1e6),
+                    ev.at_us + round(post_s * 1e6),
+                    rec.cameras[0][1] if rec.cameras else None,
+                )
+                rec.alarm_ids.append(alarm_id)
+        elif isinstance(a, BookmarkAction):
+            if ev.camera:
+                self.store.add_bookmark(
+                    ev.camera,
+                    ev.at_us,
+                    ev.at_us,
+                    a.text or _title(rule.name, ev),
+                    user=f"rule:{rule.name}",
+                )
+        elif isinstance(a, SnapshotAction):
+            if ev.camera:
+                camera = ev.camera
+                self.pool.call(lambda: self._store_snapshot(camera, ev.at_us, rule.name))
+        elif isinstance(a, MqttAction):
+            if self.mqtt is not None:
+                fields = {
+                    "site": ev.site or "",
+                    "camera": ev.camera or "",
+                    "zone": ev.zone or "",
+                    "rule": rule.name,
+                    "kind": ev.kind,
+                    "detail": ev.detail,
+                }
+                topic = a.topic.format_map(_Blank(fields))
+                payload = a.payload.format_map(_Blank(fields)) if a.payload else None
+                import json
+
+                self.mqtt.publish(
+                    topic,
+                    payload
+                    if payload is not None
+                    else json.dumps({"rule": rule.name, "event": ev.to_json()}),
+                    qos=a.qos,
+                    retain=a.retain,
+                )
+        elif isinstance(a, WebhookAction):
+            self.webhooks.send(
+                a, {"rule": rule.name, "event": ev.to_json(), "station": self.config.station.name}
+            )
+        elif isinstance(a, ArmAction):
+            # A schedule edge has no site: it arms the sites its trigger names, or all.
+            sites = (
+                a.sites
+                or ([ev.site] if ev.site else rule.trigger.sites)
+                or [s.name for s in self.config.sites]
+            )
+            for site in sites:
+                if self.config.site(site) is not None:
+                    self.set_armed(site, a.armed, by=f"rule:{rule.name}")
+
+    def _alarms_for(self, key: str) -> list[int]:
+        return [
+            al.id
+            for al in self.alarms.list(states=["new", "in_progress", "on_hold"], limit=10)
+            if al.source_key == key
+        ]
+
+    def _end(self, e: Ending) -> None:
+        key = f"{e.rule.name}|{e.key}"
+        rec = self._open.pop(key, None)
+        if rec is not None:
+            for camera, event_id in rec.cameras:
+                self._trigger(camera, rec.start_us, e.event.at_us, event_id=event_id, kind=key)
+        for a in e.rule.actions:
+            if isinstance(a, AlarmAction):
+                alarm = self.alarms.condition_ended(
+                    key, e.event.at_us, close=a.close_on_end, reason=e.event.kind
+                )
+                if alarm is not None and rec is not None:
+                    cam = self._cameras.get(alarm.camera or "")
+                    post = cam.config.recording.post_roll_s if cam else 0.0
+                    pre = cam.config.recording.pre_roll_s if cam else 0.0
+                    self.alarms.set_recording(
+                        alarm.id,
+                        rec.start_us - round(pre * 1e6),
+                        e.event.at_us + round(post * 1e6),
+                        rec.cameras[0][1] if rec.cameras else None,
+                    )
+
+    def _trigger(
+        self, camera: str, start_us: int, end_us: int, *, kind: str, event_id: int | None = None
+    ) -> int | None:
+        try:
+            return self.recorder.trigger(
+                camera, start_us, max(start_us, end_us), kind=kind, event_id=event_id
+            )
+        except (KeyError, ValueError) as e:
+            log.warning("camera %s: event recording not started: %s", camera, e)
+            return None
+
+    def _alarm_snapshot(self, alarm_id: int, camera: str) -> None:
+        try:
+            self.alarms.set_snapshot(alarm_id, self.snapshot(camera, max_width=1280))
+        except (NoPictureError, KeyError, ValueError) as e:
+            log.info("alarm %d: no snapshot of %s: %s", alarm_id, camera, e)
+
+    def _store_snapshot(self, camera: str, at_us: int, reason: str) -> None:
+        try:
+            self.store.add_snapshot(camera, at_us, self.snapshot(camera), reason)
+        except (NoPictureError, KeyError) as e:
+            log.info("no snapshot of %s: %s", camera, e)
+
+    # -- health ----------------------------------------------------------------------------------
+
+    def camera_health(self, name: str) -> dict[str, Any]:
+        state = self.camera_state(name)
+        out: dict[str, Any] = {
+            "camera": name,
+            "site": state.config.site,
+            "enabled": state.config.enabled,
+            "online": state.online,
+            "last_error": state.last_error,
+            "streams": {},
+        }
+        for role, sid in state.streams.items():
+            try:
+                st = self.engine.stats(sid)
+            except Exception:
+                continue
+            out["streams"][role] = {
+                "state": st.state,
+                "codec": st.codec,
+                "width": st.width,
+                "height": st.height,
+                "fps": round(st.fps, 2),
+                "bitrate_bps": round(st.bitrate_bps),
+                "packets": st.packets,
+                "packets_lost": st.packets_lost,
+                "loss": round(st.packets_lost / st.packets, 5) if st.packets else 0.0,
+                "frames_dropped": st.frames_dropped + st.frames_dropped_queue,
+                "reconnects": st.reconnects,
+                "last_error": st.last_error,
+            }
+        if state.analysis is not None:
+            out["analysis"] = state.analysis.stats.to_json()
+        try:
+            rs = self.recorder.stats(name)
+            out["recording"] = {
+                k: getattr(rs, k)
+                for k in dir(rs)
+                if not k.startswith("_") and isinstance(getattr(rs, k), int | float | str | bool)
+            }
+        except KeyError:
+            pass
+        return out
+
+    def health(self) -> dict[str, Any]:
+        cams = [self.camera_health(n) for n in self.camera_names()]
+        return {
+            "station": self.config.station.name,
+            "started_us": self.started_us,
+            "cameras_total": len(cams),
+            "cameras_online": sum(1 for c in cams if c["online"]),
+            "alarms_open": self.alarms.open_count_by_priority(),
+            "events_dropped": self.events_dropped,
+            "event_queue": self._events.qsize(),
+            "analysis_threads": self.pool.threads,
+            "storage": [
+                {
+                    k: getattr(s, k)
+                    for k in dir(s)
+                    if not k.startswith("_") and isinstance(getattr(s, k), int | float | str | bool)
+                }
+                for s in self.recorder.storage_stats()
+            ],
+            "mqtt": None
+            if self.mqtt is None
+            else {"connected": self.mqtt.connected, **self.mqtt.stats()},
+            "sse_subscribers": self.hub.subscribers,
+            "cameras": cams,
+        }
+
+    # -- life ------------------------------------------------------------------------------------
+
+    def close(self) -> None:
+        """Stops everything the station started; bounded in time."""
+        if self._stopping.is_set():
+            return
+        self._stopping.set()
+        self._events.put(None)
+        self._worker.join(timeout=10)
+        self.engine.wake()
+        self._dispatch.join(timeout=10)
+        if self.mqtt is not None:
+            self.mqtt.stop()
+        self.hub.close()
+        with self._lock:
+            for name in list(self._cameras):
+                self._stop_camera(name)
+        self.pool.close()
+        self.webhooks.close(5.0)
+        self.recorder.close()
+        self.engine.close()
+        with self._motion_lock:
+            samples, self._motion = self._motion, []
+        self.store.add_motion(samples)
+        self.alarms.close()
+        self.users.close()
+        self.store.close()
+
+    def __enter__(self) -> Station:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+class _Blank(dict[str, str]):
+    def __missing__(self, key: str) -> str:
+        return ""
+
+
+def _title(rule: str, ev: StationEvent) -> str:
+    what = {
+        "motion": "Motion",
+        "tamper": f"Tampering ({ev.detail.replace('_', ' ')})",
+        "camera_offline": "Camera offline",
+        "recording_gap": "Recording gap",
+        "disk_trouble": "Storage trouble",
+        "external": f"External event {ev.detail}",
+        "schedule": f"Schedule {ev.detail}",
+    }.get(ev.kind, ev.kind)
+    where = ev.camera or ev.site or ""
+    zone = f", zone {ev.zone}" if ev.zone else ""
+    return f"{what}: {where}{zone}" if where else what

@@ -1,0 +1,159 @@
+"""Helpers for the station tests: rendered clips with ground truth (cached per session), a station
+document for simulated cameras, and a real HTTP server (uvicorn) around a station."""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import threading
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import uvicorn
+
+from vmscore.sim.files import Clip, load_clip, write_clip
+from vmscore.station.station import Station
+from vmscore.web.app import create_app
+
+CLIP_DIR: Path | None = None
+PASSWORDS = {
+    "admin": "admin-password-1",
+    "operator": "operator-password-1",
+    "viewer": "viewer-password-1",
+}
+
+
+@functools.lru_cache(maxsize=16)
+def clip(root: str, scene: str, seed: int, seconds: float = 30.0) -> Clip:
+    """A rendered clip (640x360 main, 320x180 sub, 10 fps), written once per test session."""
+    d = Path(root) / f"{scene}-{seed}-{seconds:g}"
+    if not (d / "clip.json").is_file():
+        write_clip(
+            d,
+            scene,
+            seconds,
+            seed=seed,
+            main=(640, 360),
+            sub=(320, 180),
+            fps=10.0,
+            bitrate=600_000,
+            sub_bitrate=150_000,
+        )
+    return load_clip(d)
+
+
+def zones_of(c: Clip, names: list[str] | None = None) -> list[dict[str, Any]]:
+    return [
+        {"name": z.name, "polygon": [list(p) for p in z.polygon]}
+        for z in c.truth.zones
+        if names is None or z.name in names
+    ]
+
+
+def document(
+    home: Path,
+    cameras: list[dict[str, Any]],
+    *,
+    sites: list[dict[str, Any]] | None = None,
+    rules: list[dict[str, Any]] | None = None,
+    **extra: Any,
+) -> dict[str, Any]:
+    (home / "rec").mkdir(parents=True, exist_ok=True)
+    doc: dict[str, Any] = {
+        "station": {
+            "name": "test-station",
+            "data_dir": str(home / "data"),
+            "offline_after_s": 3,
+            "analysis_threads": 2,
+        },
+        "storage": [{"name": "disk1", "path": str(home / "rec")}],
+        "defaults": {
+            "recording": {
+                "mode": "continuous_events",
+                "pre_roll_s": 3,
+                "post_roll_s": 2,
+                "segment_s": 10,
+            },
+            "analysis_fps": 10,
+            "motion_off_delay_s": 2,
+        },
+        "sites": sites or [{"name": "school-1", "armed": True}],
+        "cameras": cameras,
+        "rules": rules
+        if rules is not None
+        else [
+            {
+                "name": "intrusion",
+                "trigger": {"kind": "motion"},
+                "conditions": {"site_armed": True},
+                "actions": [
+                    {"type": "alarm", "priority": "high", "category": "Intrusion"},
+                    {"type": "record"},
+                ],
+            },
+            {
+                "name": "offline",
+                "trigger": {"kind": "camera_offline"},
+                "actions": [
+                    {
+                        "type": "alarm",
+                        "priority": "high",
+                        "category": "Technical",
+                        "close_on_end": True,
+                    }
+                ],
+            },
+        ],
+        "users": [{"name": n, "role": n, "password": p} for n, p in PASSWORDS.items()],
+    }
+    doc.update(extra)
+    return doc
+
+
+@contextlib.contextmanager
+def http_server(station: Station) -> Iterator[str]:
+    """Serves the station's app with uvicorn on a free loopback port; yields its base URL."""
+    config = uvicorn.Config(
+        create_app(station),
+        host="127.0.0.1",
+        port=0,
+        log_level="warning",
+        lifespan="off",
+        timeout_graceful_shutdown=1,
+    )
+    server = uvicorn.Server(config)
+    thread = threading.Thread(target=server.run, name="test-uvicorn", daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 10
+    while not server.started:
+        assert time.monotonic() < deadline, "uvicorn did not start"
+        time.sleep(0.02)
+    port = server.servers[0].sockets[0].getsockname()[1]
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        thread.join(timeout=10)
+
+
+def login(base: str, user: str, password: str | None = None) -> httpx.Client:
+    """An httpx client logged in with a session cookie, sending the CSRF token."""
+    c = httpx.Client(base_url=base, timeout=20)
+    r = c.post("/api/auth/login", json={"user": user, "password": password or PASSWORDS[user]})
+    assert r.status_code == 200, r.text
+    c.headers["X-CSRF-Token"] = r.json()["csrf_token"]
+    return c
+
+
+def wait_for(predicate: Callable[[], Any], timeout: float, what: str, step: float = 0.1) -> Any:
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout} s waiting for {what}")
+        time.sleep(step)
