@@ -6,6 +6,7 @@ closes."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import threading
 import time
@@ -193,12 +194,12 @@ def test_intrusion_alarm_workflow_offline_and_nuisances(station_world: dict[str,
         assert ("acknowledged", "operator") in steps
         assert ("commented", "operator") in steps
         assert steps[-1] == ("closed", "operator")
-        viewer = login(base, "viewer")
-        assert viewer.post(f"/api/alarms/{aid}/reopen", json={}).status_code == 403
-        snap = wait_for(
-            lambda: viewer.get(f"/api/alarms/{aid}/snapshot.jpg"), 5, "snapshot", step=0.3
-        )
-        assert snap.status_code == 200 and snap.content[:2] == b"\xff\xd8"
+        with contextlib.closing(login(base, "viewer")) as viewer:
+            assert viewer.post(f"/api/alarms/{aid}/reopen", json={}).status_code == 403
+            snap = wait_for(
+                lambda: viewer.get(f"/api/alarms/{aid}/snapshot.jpg"), 5, "snapshot", step=0.3
+            )
+            assert snap.status_code == 200 and snap.content[:2] == b"\xff\xd8"
 
         # -- its event recording starts before the intrusion (pre-roll) ---------------------------
         wait_for(
