@@ -7,7 +7,10 @@ import contextlib
 import errno
 import logging
 import shutil
+import signal
 import socket
+import threading
+import time
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated, Any
@@ -66,11 +69,34 @@ def serve(station: Any, host: str, port: int, *, banner: Any = None) -> None:
     )
     server = uvicorn.Server(config)
     if banner is not None:
-        banner()
+
+        def announce() -> None:
+            # Only once it listens, so whoever reads the address can connect at once.
+            while not server.started and not server.should_exit:
+                time.sleep(0.02)
+            if server.started:
+                banner()
+
+        threading.Thread(target=announce, name="vmscore-banner", daemon=True).start()
+
+    def stop(signum: int, frame: object) -> None:
+        raise _TerminatedError
+
+    # uvicorn handles SIGINT and SIGTERM while it serves, then raises the signal again once it
+    # has shut down; these handlers turn that into a normal return, so the station is closed
+    # (recordings flushed, cameras disconnected) and the exit status is 0.
+    previous = signal.signal(signal.SIGTERM, stop)
     try:
         server.run()
+    except (KeyboardInterrupt, _TerminatedError):
+        pass
     finally:
+        signal.signal(signal.SIGTERM, previous)
         station.close()
+
+
+class _TerminatedError(Exception):
+    """SIGTERM after the HTTP server has shut down."""
 
 
 def station_cmd(
@@ -125,6 +151,9 @@ def demo_cmd(
     fresh: Annotated[bool, typer.Option(help="Start with empty recordings and alarms.")] = False,
     seconds: Annotated[float, typer.Option(help="Length of each camera's looped clip.")] = 60.0,
     size: Annotated[str, typer.Option(help="Main stream size, WIDTHxHEIGHT.")] = "1280x720",
+    sub_size: Annotated[
+        str, typer.Option("--sub-size", help="Sub-stream size (analysed), WIDTHxHEIGHT.")
+    ] = "640x360",
     verbose: Annotated[bool, typer.Option("--verbose", "-v")] = False,
 ) -> None:
     """Run a demo station: three schools, nine simulated cameras, scripted incidents.
@@ -137,6 +166,7 @@ def demo_cmd(
 
     err = _console()
     main_size = parse_size(size, "--size")
+    sub = parse_size(sub_size, "--sub-size")
     if not 5 <= seconds <= 600:
         raise typer.BadParameter("must be 5..600", param_hint="--seconds")
     cache = _cache_dir()
@@ -157,6 +187,7 @@ def demo_cmd(
             cache / "demo-clips",
             seconds=seconds,
             main=main_size,
+            sub=sub,
             on_done=lambda done, total: progress.update(task, completed=done, total=total),
         )
     _logging(verbose)

@@ -105,7 +105,7 @@ def render_clips(
     *,
     seconds: float = 60.0,
     main: tuple[int, int] = (1280, 720),
-    sub: tuple[int, int] = (320, 180),
+    sub: tuple[int, int] = (640, 360),
     fps: float = 10.0,
     cameras: list[DemoCamera] | None = None,
     workers: int | None = None,
@@ -214,8 +214,11 @@ def demo_document(
             "analysis_fps": 10,
             "motion_off_delay_s": 3,
         },
+        # The east school is open (day scenes: people about, no intrusion alarms; tampering
+        # still raises one); the other two are closed for the night and armed.
         "sites": [
-            {"name": n, "display_name": d, "address": a, "armed": True} for n, d, a in DEMO_SITES
+            {"name": n, "display_name": d, "address": a, "armed": n != "east-school"}
+            for n, d, a in DEMO_SITES
         ],
         "cameras": cameras_doc,
         "time_profiles": [

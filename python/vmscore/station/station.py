@@ -143,6 +143,7 @@ class Station:
         self._motion: list[MotionSample] = []
         self._motion_lock = threading.Lock()
         self._open: dict[str, _OpenRecording] = {}
+        self._alarm_ids: dict[str, int] = {}  # alarm key -> the alarm raised for it
         self._cameras: dict[str, CameraState] = {}
         self._streams: dict[str, tuple[str, str]] = {}  # stream id -> (camera, role)
         self._stopping = threading.Event()
@@ -595,6 +596,12 @@ class Station:
 
     def _minute(self) -> None:
         self.alarms.housekeeping()
+        if self._alarm_ids:
+            still_open = {
+                a.id
+                for a in self.alarms.list(states=["new", "in_progress", "on_hold"], limit=100_000)
+            }
+            self._alarm_ids = {k: v for k, v in self._alarm_ids.items() if v in still_open}
         if self.mqtt is not None:
             for state in list(self._cameras.values()):
                 self.mqtt.publish_camera_state(
@@ -624,7 +631,7 @@ class Station:
             alarm = self.alarms.raise_alarm(
                 title=title,
                 priority=a.priority,
-                source_key=key,
+                source_key=_alarm_key(rule.name, ev),
                 site=ev.site,
                 camera=ev.camera,
                 zone=ev.zone,
@@ -635,6 +642,7 @@ class Station:
                 data={"event": ev.to_json()},
                 at_us=ev.at_us,
             )
+            self._alarm_ids[_alarm_key(rule.name, ev)] = alarm.id
             rec = self._open.get(key)
             if rec is not None:
                 rec.alarm_ids.append(alarm.id)
@@ -658,7 +666,7 @@ class Station:
                     eid = self._trigger(c, start, max(f.at_us, ev.at_us) + 2_000_000, kind=key)
                     if eid is not None:
                         rec.cameras.append((c, eid))
-            for alarm_id in self._alarms_for(key):
+            for alarm_id in self._alarms_for(_alarm_key(rule.name, ev)):
                 if alarm_id in rec.alarm_ids:
                     continue
                 # Until the condition ends, the recording is known to reach its post-roll.
@@ -719,12 +727,10 @@ class Station:
                 if self.config.site(site) is not None:
                     self.set_armed(site, a.armed, by=f"rule:{rule.name}")
 
-    def _alarms_for(self, key: str) -> list[int]:
-        return [
-            al.id
-            for al in self.alarms.list(states=["new", "in_progress", "on_hold"], limit=10)
-            if al.source_key == key
-        ]
+    def _alarms_for(self, alarm_key: str) -> list[int]:
+        """The open alarm raised for a condition, if any (to link its recording)."""
+        alarm_id = self._alarm_ids.get(alarm_key)
+        return [alarm_id] if alarm_id is not None else []
 
     def _end(self, e: Ending) -> None:
         key = f"{e.rule.name}|{e.key}"
@@ -735,7 +741,10 @@ class Station:
         for a in e.rule.actions:
             if isinstance(a, AlarmAction):
                 alarm = self.alarms.condition_ended(
-                    key, e.event.at_us, close=a.close_on_end, reason=e.event.kind
+                    _alarm_key(e.rule.name, e.event),
+                    e.event.at_us,
+                    close=a.close_on_end,
+                    reason=e.event.kind,
                 )
                 if alarm is not None and rec is not None:
                     cam = self._cameras.get(alarm.camera or "")
@@ -879,6 +888,15 @@ class Station:
 class _Blank(dict[str, str]):
     def __missing__(self, key: str) -> str:
         return ""
+
+
+def _alarm_key(rule: str, ev: StationEvent) -> str:
+    """The condition an alarm stands for. Motion is one alarm per camera and rule, whatever
+    zones the intruder crosses (gate, then court, then entrance: one alarm that counts three
+    triggers, not three alarms for the operator)."""
+    if ev.kind in ("motion", "motion_end"):
+        return f"{rule}|motion/{ev.site or ''}/{ev.camera or ''}"
+    return f"{rule}|{ev.key}"
 
 
 def _title(rule: str, ev: StationEvent) -> str:

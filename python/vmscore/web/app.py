@@ -293,6 +293,13 @@ def _version() -> str:
 def _status_router() -> APIRouter:
     r = APIRouter(tags=["status"])
 
+    @r.get("/", dependencies=[Depends(public)], include_in_schema=False)
+    def root() -> Response:
+        """The operator's overview will be served here; until then, the API's documentation."""
+        from fastapi.responses import RedirectResponse
+
+        return RedirectResponse("/api/docs", status_code=status.HTTP_307_TEMPORARY_REDIRECT)
+
     @r.get("/api/live", dependencies=[Depends(public)])
     def live() -> dict[str, str]:
         """Liveness for load balancers: answers while the process serves requests."""
