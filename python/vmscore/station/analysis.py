@@ -216,7 +216,13 @@ class CameraAnalysis:
             det = self._detector = MotionDetector(frame.width, frame.height, self.settings)
             self.stats.width, self.stats.height = frame.width, frame.height
         t0 = time.perf_counter()
-        result = det.process(frame, pts_90k / 90_000)
+        try:
+            result = det.process(frame, pts_90k / 90_000)
+        except ValueError:
+            # Time went backwards (a stream restarted from an older point): learn anew.
+            det.reset()
+            self._last_analysed_90k = pts_90k
+            result = det.process(frame, pts_90k / 90_000)
         self.stats.analysis_s += time.perf_counter() - t0
         self.stats.frames_analysed += 1
         self.stats.last_score = result.score

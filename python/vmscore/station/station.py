@@ -312,6 +312,18 @@ class Station:
                 )
             )
 
+    def camera_now_us(self, camera: str) -> int:
+        """Now on the camera's recorded timeline: the wall time of its latest frame. Recordings
+        and pre-roll are cut by the frames' wall times, which follow the camera's sender reports
+        (slewed, so they can differ from this machine's clock by up to a GOP for a while after
+        connecting); an event from outside is placed on that timeline, so its pre-roll is
+        exact. This machine's clock when the camera has no frames."""
+        try:
+            units = self.recorder.units_from(camera, 0)
+        except KeyError:
+            units = []
+        return units[-1].wall_time_us if units else now_us()
+
     def snapshot(self, camera: str, *, max_width: int = 0) -> bytes:
         """A JPEG of the camera's latest keyframe from its ring (main stream)."""
         state = self.camera_state(camera)
@@ -358,6 +370,8 @@ class Station:
         if camera is not None:
             state = self.camera_state(camera)
             site = site or state.config.site
+            if at_us is None:
+                at_us = self.camera_now_us(camera)
         ev = StationEvent(
             "external",
             at_us or now_us(),
@@ -596,12 +610,13 @@ class Station:
 
     def _minute(self) -> None:
         self.alarms.housekeeping()
-        if self._alarm_ids:
-            still_open = {
-                a.id
-                for a in self.alarms.list(states=["new", "in_progress", "on_hold"], limit=100_000)
-            }
-            self._alarm_ids = {k: v for k, v in self._alarm_ids.items() if v in still_open}
+        for k, alarm_id in list(self._alarm_ids.items()):
+            try:
+                still_open = self.alarms.get(alarm_id).is_open
+            except LookupError:
+                still_open = False
+            if not still_open:
+                del self._alarm_ids[k]
         if self.mqtt is not None:
             for state in list(self._cameras.values()):
                 self.mqtt.publish_camera_state(
@@ -661,9 +676,17 @@ class Station:
                 start -= round((a.pre_roll_s - pre_s) * 1e6)
             rec = self._open.get(key)
             if rec is None:
-                rec = self._open[key] = _OpenRecording([], start)
+                # A condition (motion, tamper, offline) is recorded until it ends; an instant
+                # (an external event, a gap) for its pre- and post-roll.
+                lasting = ev.kind in _LASTING
+                rec = _OpenRecording([], start)
+                if lasting:
+                    self._open[key] = rec
+                end = max(f.at_us, ev.at_us) + (2_000_000 if lasting else 0)
+                if a.post_roll_s is not None and not lasting:
+                    end += round((a.post_roll_s - post_s) * 1e6)
                 for c in dict.fromkeys(cams):
-                    eid = self._trigger(c, start, max(f.at_us, ev.at_us) + 2_000_000, kind=key)
+                    eid = self._trigger(c, start, end, kind=key)
                     if eid is not None:
                         rec.cameras.append((c, eid))
             for alarm_id in self._alarms_for(_alarm_key(rule.name, ev)):
@@ -888,6 +911,10 @@ class Station:
 class _Blank(dict[str, str]):
     def __missing__(self, key: str) -> str:
         return ""
+
+
+_LASTING = frozenset({"motion", "tamper", "camera_offline", "disk_trouble"})
+"""Event kinds that begin a condition which a later event ends."""
 
 
 def _alarm_key(rule: str, ev: StationEvent) -> str:
