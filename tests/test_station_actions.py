@@ -161,3 +161,37 @@ def test_analysis_falls_behind_to_the_next_keyframe_and_counts_what_it_skipped(
             an.process()
             an.finish_run()
     assert an.stats.frames_analysed > before and an.stats.decode_errors == 0
+
+
+def test_a_camera_is_added_by_its_onvif_address_alone(corridor: Any, tmp_path: Path) -> None:
+    from contextlib import closing
+
+    from station_helpers import http_server, login
+    from vmscore.sim.onvif import OnvifSimulator, SimProfile
+
+    with CameraServer() as cs:
+        cs.add_camera("axis-1", corridor.directory)
+        profiles = [
+            SimProfile("main", "Main", "h264", 640, 360, 10, 600, cs.url("axis-1")),
+            SimProfile("sub", "Sub", "h264", 320, 180, 10, 150, cs.url("axis-1", sub=True)),
+        ]
+        with (
+            OnvifSimulator(
+                vendor="axis", username="vms", password="onvif-pw", profiles=profiles
+            ) as onvif,
+            Station(document(tmp_path, [])) as station,
+            http_server(station) as base,
+            closing(login(base, "admin")) as admin,
+        ):
+            body = {"name": "gate", "site": "school-1", "username": "vms",
+                    "onvif_address": f"{onvif.host}:{onvif.port}"}  # fmt: skip
+            r = admin.post("/api/cameras", json={**body, "password": "wrong-password"})
+            assert r.status_code == 422 and "refused" in r.json()["detail"]
+            assert station.config.cameras == []
+            r = admin.post("/api/cameras", json={**body, "password": "onvif-pw"})
+            assert r.status_code == 201, r.text
+            cam = station.config.camera("gate")
+            assert cam is not None
+            assert cam.main_url == cs.url("axis-1") and cam.sub_url == cs.url("axis-1", sub=True)
+            wait_for(lambda: station.camera_state("gate").online, 15, "the probed camera online")
+            assert r.json()["has_password"] and "onvif-pw" not in r.text

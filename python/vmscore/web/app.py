@@ -49,6 +49,7 @@ from vmscore.web.auth import (
     check_camera,
     install_auth,
     public,
+    require,
 )
 
 __all__ = ["create_app"]
@@ -58,6 +59,8 @@ Name = Annotated[
 ]
 MAX_RANGE_US = 24 * 3600 * 1_000_000
 """The longest range one MP4 or export may cover (a day)."""
+MAX_BODY_BYTES = 1 << 20
+"""The largest request body accepted (413 beyond)."""
 
 
 class _Body(BaseModel):
@@ -166,17 +169,27 @@ def _redact(url: str) -> str:
     return re.sub(r"^(rtsps?://)[^/@]*@", r"\1", url)
 
 
-def _visible_alarm(who: Principal, alarm: Alarm) -> bool:
-    if who.role == "admin" or "*" in who.cameras or "*" in who.sites:
+def _unrestricted(who: Principal) -> bool:
+    """Whether the user sees every camera (station-wide figures are for them only)."""
+    return who.role == "admin" or "*" in who.cameras or "*" in who.sites
+
+
+def _visible(who: Principal, camera: str | None, site: str | None) -> bool:
+    """Whether something of ``camera`` (or, without a camera, of ``site``) is the user's."""
+    if _unrestricted(who):
         return True
-    if alarm.camera:
-        return who.can_view(alarm.camera, alarm.site)
-    return alarm.site is not None and who.can_view_site(alarm.site)
+    if camera:
+        return who.can_view(camera, site)
+    return site is not None and who.can_view_site(site)
+
+
+def _visible_alarm(who: Principal, alarm: Alarm) -> bool:
+    return _visible(who, alarm.camera, alarm.site)
 
 
 def _scope(station: Station, who: Principal) -> AlarmScope | None:
     """The alarms a user may see, as the alarm manager's filter (None: all)."""
-    if who.role == "admin" or "*" in who.cameras or "*" in who.sites:
+    if _unrestricted(who):
         return None
     cams = frozenset(c.name for c in station.config.cameras if who.can_view(c.name, c.site))
     sites = frozenset(s.name for s in station.config.sites if who.can_view_site(s.name))
@@ -195,10 +208,10 @@ def _alarm(request: Request, who: Principal, alarm_id: int) -> Alarm:
 
 def _range(start_us: int, end_us: int) -> None:
     if end_us <= start_us:
-        raise HTTPException(status.HTTP_422_UNPROCESSABLE_ENTITY, "the range must not be empty")
+        raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, "the range must not be empty")
     if end_us - start_us > MAX_RANGE_US:
         raise HTTPException(
-            status.HTTP_422_UNPROCESSABLE_ENTITY, "a range may cover at most 24 hours"
+            status.HTTP_422_UNPROCESSABLE_CONTENT, "a range may cover at most 24 hours"
         )
 
 
@@ -219,10 +232,42 @@ def _change(request: Request, who: Principal, edit: Any, reason: str, target: st
     except ConfigError as e:
         audit_action(request, who, reason, target, {"error": str(e)[:500]}, ok=False)
         raise HTTPException(
-            status.HTTP_422_UNPROCESSABLE_ENTITY,
+            status.HTTP_422_UNPROCESSABLE_CONTENT,
             {"message": "invalid", "problems": e.problems or [str(e)]},
         ) from None
     audit_action(request, who, reason, target)
+
+
+_EXPORT_NAME = r"-\d+-\d+-\d+\.mp4(\.[a-z0-9.]+)?"
+"""An export's file name after its camera's name (see the export route)."""
+
+
+def _probe_streams(body: dict[str, Any]) -> dict[str, str]:
+    """main_url and sub_url of an ONVIF camera named by ``onvif_address`` (host[:port])."""
+    from vmscore.cameras.onvif import OnvifAuthError, OnvifError, probe_sync
+
+    address = str(body["onvif_address"])
+    host, _, port = address.rpartition(":") if address.count(":") == 1 else (address, "", "")
+    try:
+        dev = probe_sync(
+            host or address,
+            int(port) if port.isdigit() else 80,
+            str(body.get("username") or ""),
+            str(body.get("password") or ""),
+            timeout_s=10,
+        )
+    except OnvifAuthError as e:
+        raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, str(e)) from None
+    except OnvifError as e:
+        raise HTTPException(status.HTTP_502_BAD_GATEWAY, str(e)) from None
+    if not dev.main_uri:
+        raise HTTPException(
+            status.HTTP_422_UNPROCESSABLE_CONTENT, f"{address}: no H.264 or H.265 stream found"
+        )
+    out = {"main_url": dev.main_uri}
+    if dev.sub_uri:
+        out["sub_url"] = dev.sub_uri
+    return out
 
 
 def _parse_range(header: str | None, size: int) -> tuple[int, int] | None:
@@ -232,7 +277,7 @@ def _parse_range(header: str | None, size: int) -> tuple[int, int] | None:
     m = re.fullmatch(r"\s*bytes=(\d*)-(\d*)\s*", header)
     if m is None or (not m.group(1) and not m.group(2)):
         raise HTTPException(
-            status.HTTP_416_REQUESTED_RANGE_NOT_SATISFIABLE,
+            status.HTTP_416_RANGE_NOT_SATISFIABLE,
             headers={"Content-Range": f"bytes */{size}"},
         )
     if m.group(1):
@@ -243,7 +288,7 @@ def _parse_range(header: str | None, size: int) -> tuple[int, int] | None:
     end = min(end, size)
     if start >= end:
         raise HTTPException(
-            status.HTTP_416_REQUESTED_RANGE_NOT_SATISFIABLE,
+            status.HTTP_416_RANGE_NOT_SATISFIABLE,
             headers={"Content-Range": f"bytes */{size}"},
         )
     return start, end
@@ -256,6 +301,9 @@ def create_app(station: Station, *, limiter: LoginLimiter | None = None) -> Fast
         openapi_url="/api/openapi.json",
         docs_url="/api/docs",
         redoc_url=None,
+        # Every body the API takes is small (a camera, zones, a rule); without a bound a
+        # client could make the station hold any amount in memory (an external event's data).
+        max_body_size=MAX_BODY_BYTES,
     )
     app.state.station = station
     install_auth(
@@ -316,7 +364,14 @@ def _status_router() -> APIRouter:
 
     @r.get("/metrics", response_class=PlainTextResponse)
     def metrics(request: Request, who: ViewerPrincipal) -> Response:
+        """Prometheus metrics of every camera: for users who may see every camera (a scraper's
+        token), since they name and describe cameras a restricted user must not learn of."""
         from vmscore.web.metrics import render
+
+        if not _unrestricted(who):
+            raise HTTPException(
+                status.HTTP_403_FORBIDDEN, "the metrics cover every camera of the station"
+            )
 
         body, ctype = render(_station(request))
         return Response(body, media_type=ctype)
@@ -430,8 +485,15 @@ def _camera_router() -> APIRouter:
         request: Request, who: AdminPrincipal, body: Annotated[dict[str, Any], Body()]
     ) -> dict[str, Any]:
         """Adds a camera (the configuration's camera fields; recording and motion are merged
-        over the station's defaults). The other cameras are not disturbed."""
+        over the station's defaults). The other cameras are not disturbed.
+
+        By address alone: give ``onvif_address`` ("host[:port]"), ``username`` and ``password``
+        without ``main_url``; the camera is probed over ONVIF and its main and sub stream URIs
+        filled in."""
         name = str(body.get("name", ""))
+        body = dict(body)
+        if body.get("onvif_address") and not body.get("main_url"):
+            body.update(_probe_streams(body))
 
         def edit(doc: dict[str, Any]) -> None:
             doc.setdefault("cameras", []).append(dict(body))
@@ -449,7 +511,7 @@ def _camera_router() -> APIRouter:
         """Changes some of a camera's settings (recording and motion merged one level deep)."""
         _camera(request, who, camera)
         if "name" in body and body["name"] != camera:
-            raise HTTPException(status.HTTP_422_UNPROCESSABLE_ENTITY, "a camera keeps its name")
+            raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, "a camera keeps its name")
 
         def edit(cam: dict[str, Any]) -> None:
             for k, v in body.items():
@@ -560,7 +622,7 @@ def _camera_router() -> APIRouter:
         try:
             dev = probe_sync(body.host, body.port, body.username, body.password, timeout_s=10)
         except OnvifAuthError as e:
-            raise HTTPException(status.HTTP_422_UNPROCESSABLE_ENTITY, str(e)) from None
+            raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, str(e)) from None
         except OnvifError as e:
             raise HTTPException(status.HTTP_502_BAD_GATEWAY, str(e)) from None
         audit_action(request, who, "camera.onvif_probe", f"{body.host}:{body.port}")
@@ -715,7 +777,7 @@ def _alarm_router() -> APIRouter:
         request: Request, alarm_id: int, body: CommentBody, who: OperatorPrincipal
     ) -> dict[str, Any]:
         if not body.comment.strip():
-            raise HTTPException(status.HTTP_422_UNPROCESSABLE_ENTITY, "the comment is empty")
+            raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, "the comment is empty")
         return act(request, who, alarm_id, "comment", body.comment)
 
     @r.post("/api/alarms/{alarm_id}/priority")
@@ -734,11 +796,7 @@ def _alarm_router() -> APIRouter:
     ) -> list[dict[str, Any]]:
         """Per camera and zone: closed alarms and how many were false (for tuning zones)."""
         stats = _station(request).alarms.false_alarm_stats(since_us=since_us)
-        return [
-            s.model_dump(mode="json")
-            for s in stats
-            if s.camera is None or who.can_view(s.camera, None)
-        ]
+        return [s.model_dump(mode="json") for s in stats if _visible(who, s.camera, s.site)]
 
     return r
 
@@ -880,15 +938,21 @@ def _recording_router() -> APIRouter:
     ) -> Response:
         from fastapi.responses import FileResponse
 
-        camera = name.split("-")[0]
         st = _station(request)
-        cam = next((c for c in st.config.cameras if name.startswith(c.name + "-")), None)
+        # The whole name, not a prefix: camera "lot" must not claim "lot-2"'s exports.
+        cam = next(
+            (
+                c
+                for c in st.config.cameras
+                if re.fullmatch(re.escape(c.name) + _EXPORT_NAME, name) is not None
+            ),
+            None,
+        )
         if cam is None or not who.can_view(cam.name, cam.site):
             raise HTTPException(status.HTTP_404_NOT_FOUND, "no such export")
         path = st.data_dir / "exports" / name
         if not path.is_file():
             raise HTTPException(status.HTTP_404_NOT_FOUND, "no such export")
-        del camera
         return FileResponse(path, filename=name)
 
     @r.get("/api/bookmarks")
@@ -920,7 +984,7 @@ def _recording_router() -> APIRouter:
                 user=who.user,
             )
         except ValueError as e:
-            raise HTTPException(status.HTTP_422_UNPROCESSABLE_ENTITY, str(e)) from None
+            raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, str(e)) from None
         audit_action(request, who, "bookmark.add", body.camera, {"id": b.id})
         return b.to_json()
 
@@ -968,7 +1032,7 @@ def _recording_router() -> APIRouter:
                 expires_wall_us=body.expires_us,
             )
         except ValueError as e:
-            raise HTTPException(status.HTTP_422_UNPROCESSABLE_ENTITY, str(e)) from None
+            raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, str(e)) from None
         audit_action(
             request,
             who,
@@ -1005,10 +1069,12 @@ def _list_section(section: str, what: str) -> APIRouter:
     r = APIRouter(tags=["configuration"])
     path = f"/api/{section.replace('_', '-')}"
 
-    @r.get(path, name=f"list_{section}")
+    # Sites are every viewer's; rules and time profiles are operators' (declared on the route,
+    # so that the route walk and the OpenAPI schema see the real minimum).
+    minimum = require("viewer" if section == "sites" else "operator")
+
+    @r.get(path, name=f"list_{section}", dependencies=[Depends(minimum)])
     def listing(request: Request, who: ViewerPrincipal) -> list[dict[str, Any]]:
-        if section != "sites" and not who.has_role("operator"):
-            raise HTTPException(status.HTTP_403_FORBIDDEN, "operators and admins only")
         items = getattr(_station(request).config, section)
         return [i.model_dump(mode="json") for i in items]
 
@@ -1094,7 +1160,7 @@ def _event_router() -> APIRouter:
     async def events(
         request: Request,
         who: ViewerPrincipal,
-        last_event_id: Annotated[int | None, Query(alias="last_event_id", ge=0)] = None,
+        last_event_id: Annotated[int | None, Query(alias="last_event_id", ge=0, lt=2**62)] = None,
     ) -> StreamingResponse:
         """Server-sent events: ``alarm`` (new/update/end, id = the change's sequence number, so
         a client resumes with Last-Event-ID), ``camera`` (online/offline), ``motion``,
@@ -1102,11 +1168,13 @@ def _event_router() -> APIRouter:
         st = _station(request)
         header = request.headers.get("last-event-id")
         resume = last_event_id
-        if header and header.isdigit():
+        # A resume point the change log cannot hold is ignored, not an error after the stream
+        # has begun (int() of "²" or of 5000 digits would raise, SQLite takes 63 bits).
+        if header and header.isascii() and header.isdigit() and len(header) < 19:
             resume = int(header)
         sub = st.hub.subscribe()
 
-        unrestricted = who.role == "admin" or "*" in who.cameras or "*" in who.sites
+        unrestricted = _unrestricted(who)
 
         def visible(camera: str | None, site: str | None) -> bool:
             if unrestricted:
