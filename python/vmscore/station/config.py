@@ -80,11 +80,20 @@ class ConfigError(VmsError, ValueError):
 
     def __init__(self, message: str, problems: Iterable[str] = ()) -> None:
         super().__init__(message)
-        self.problems = list(problems)
+        self.problems = list(problems) or [message]
 
 
 class _Model(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class _ReferenceError(ValueError):
+    """Names that refer to nothing, or are used twice, each with the path of the value at fault
+    (pydantic reports a model validator's error at the model, so the places travel here)."""
+
+    def __init__(self, problems: list[tuple[tuple[str | int, ...], str]]) -> None:
+        super().__init__("; ".join(f"{_dotted(loc)}: {msg}" for loc, msg in problems))
+        self.problems = problems
 
 
 class HttpSettings(_Model):
@@ -218,55 +227,75 @@ class StationConfig(_Model):
 
     @model_validator(mode="after")
     def _references(self) -> StationConfig:
-        problems: list[str] = []
+        # Each problem keeps the path of the value at fault, so the message names its line.
+        problems: list[tuple[tuple[str | int, ...], str]] = []
 
-        def unique(kind: str, names: list[str]) -> None:
-            seen: set[str] = set()
-            for n in names:
-                if n in seen:
-                    problems.append(f"two {kind} are named {n!r}")
-                seen.add(n)
+        def unique(section: str, names: list[str]) -> None:
+            first: dict[str, int] = {}
+            for i, n in enumerate(names):
+                if n in first:
+                    problems.append(
+                        ((section, i, "name"), f"{section}[{first[n]}] has the name {n!r} too")
+                    )
+                first.setdefault(n, i)
+
+        def known(what: str, name: str, names: Iterable[str]) -> str:
+            listed = sorted(names)
+            some = ", ".join(listed[:10]) + (", ..." if len(listed) > 10 else "")
+            return f"no {what} named {name!r} ({'known: ' + some if listed else 'none is'})"
 
         unique("sites", [s.name for s in self.sites])
         unique("cameras", [c.name for c in self.cameras])
-        unique("storage locations", [s.name for s in self.storage])
-        unique("time profiles", [p.name for p in self.time_profiles])
+        unique("storage", [s.name for s in self.storage])
+        unique("time_profiles", [p.name for p in self.time_profiles])
         unique("rules", [r.name for r in self.rules])
         unique("users", [u.name for u in self.users])
         sites = {s.name for s in self.sites}
         storages = {s.name for s in self.storage}
         cameras = {c.name for c in self.cameras}
         profiles = {p.name for p in self.time_profiles}
-        for c in self.cameras:
+        for i, c in enumerate(self.cameras):
             if c.site not in sites:
-                problems.append(f"camera {c.name!r}: no site named {c.site!r}")
+                problems.append((("cameras", i, "site"), known("site", c.site, sites)))
             if c.recording.storage and c.recording.storage not in storages:
                 problems.append(
-                    f"camera {c.name!r}: no storage location named {c.recording.storage!r}"
+                    (
+                        ("cameras", i, "recording", "storage"),
+                        known("storage location", c.recording.storage, storages),
+                    )
                 )
         if self.cameras and not self.storage:
-            problems.append("cameras are configured but no storage location is")
-        for r in self.rules:
+            problems.append((("storage",), "cameras are configured but no storage location is"))
+        for i, r in enumerate(self.rules):
             t = r.trigger
-            for s in t.sites:
+            for j, s in enumerate(t.sites):
                 if s not in sites:
-                    problems.append(f"rule {r.name!r}: no site named {s!r}")
-            for cam in t.cameras:
+                    problems.append((("rules", i, "trigger", "sites", j), known("site", s, sites)))
+            for j, cam in enumerate(t.cameras):
                 if cam not in cameras:
-                    problems.append(f"rule {r.name!r}: no camera named {cam!r}")
+                    problems.append(
+                        (("rules", i, "trigger", "cameras", j), known("camera", cam, cameras))
+                    )
             if r.conditions.time_profile and r.conditions.time_profile not in profiles:
                 problems.append(
-                    f"rule {r.name!r}: no time profile named {r.conditions.time_profile!r}"
+                    (
+                        ("rules", i, "conditions", "time_profile"),
+                        known("time profile", r.conditions.time_profile, profiles),
+                    )
                 )
-            for a in r.actions:
-                for cam in getattr(a, "related_cameras", []) + getattr(a, "cameras", []):
-                    if cam not in cameras:
-                        problems.append(f"rule {r.name!r}: no camera named {cam!r}")
-                for s in getattr(a, "sites", []):
+            for k, a in enumerate(r.actions):
+                for field in ("related_cameras", "cameras"):
+                    for j, cam in enumerate(getattr(a, field, [])):
+                        if cam not in cameras:
+                            where = ("rules", i, "actions", k, field, j)
+                            problems.append((where, known("camera", cam, cameras)))
+                for j, s in enumerate(getattr(a, "sites", [])):
                     if s not in sites:
-                        problems.append(f"rule {r.name!r}: no site named {s!r}")
+                        problems.append(
+                            (("rules", i, "actions", k, "sites", j), known("site", s, sites))
+                        )
         if problems:
-            raise ValueError("; ".join(problems))
+            raise _ReferenceError(problems)
         return self
 
     def camera(self, name: str) -> CameraConfig | None:
@@ -284,16 +313,30 @@ class StationConfig(_Model):
 _ENV = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
 
 
+_MAX_NODES = 500_000
+"""Values a document may have, aliases counted each time they are used: a thousand cameras need
+about 100 000; the bound stops a few lines of nested aliases from expanding to billions."""
+
+
+class _TooLargeError(Exception):
+    pass
+
+
 class _Located:
     """Where each value of a YAML document is, by its path of keys and indices."""
 
     def __init__(self, root: yaml.Node | None) -> None:
         self.lines: dict[tuple[str | int, ...], int] = {}
+        self._nodes = 0
         if root is not None:
             self._walk(root, ())
 
     def _walk(self, node: yaml.Node, path: tuple[str | int, ...]) -> None:
-        self.lines[path] = node.start_mark.line + 1
+        self._nodes += 1
+        if self._nodes > _MAX_NODES:
+            raise _TooLargeError
+        # A key's own line, not its value's: "mqtt:" rather than the line after it.
+        self.lines.setdefault(path, node.start_mark.line + 1)
         if isinstance(node, yaml.MappingNode):
             for k, v in node.value:
                 key = k.value if isinstance(k, yaml.ScalarNode) else str(k.value)
@@ -312,14 +355,23 @@ class _Located:
 
 
 class _StrictLoader(yaml.SafeLoader):
-    """Safe YAML that refuses duplicate keys (PyYAML would silently keep the last one)."""
+    """Safe YAML that refuses duplicate keys (PyYAML would silently keep the last one) and reads
+    dates as text (the models take ISO dates as text: ``except_dates: [2025-12-24]``)."""
 
 
 def _no_duplicates(loader: _StrictLoader, node: yaml.MappingNode, deep: bool = False) -> Any:
     seen: dict[Any, int] = {}
     for k, _ in node.value:
+        if k.tag == "tag:yaml.org,2002:merge":
+            continue  # "<<: *anchor" merges another mapping; construct_mapping resolves it
         key = loader.construct_object(k, deep=deep)
-        if key in seen:
+        try:
+            repeated = key in seen
+        except TypeError:  # "? [a, b]": a list or mapping as a key
+            raise yaml.constructor.ConstructorError(
+                None, None, "a key must be a plain value, not a list or mapping", k.start_mark
+            ) from None
+        if repeated:
             raise yaml.constructor.ConstructorError(
                 None,
                 None,
@@ -331,6 +383,13 @@ def _no_duplicates(loader: _StrictLoader, node: yaml.MappingNode, deep: bool = F
 
 
 _StrictLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _no_duplicates)
+
+
+def _timestamp_as_text(loader: _StrictLoader, node: yaml.ScalarNode) -> str:
+    return str(loader.construct_scalar(node))
+
+
+_StrictLoader.add_constructor("tag:yaml.org,2002:timestamp", _timestamp_as_text)
 
 
 def _substitute(
@@ -367,6 +426,12 @@ def _substitute(
     return value
 
 
+def _kind(value: Any) -> str:
+    if isinstance(value, list):
+        return "a list"
+    return "text" if isinstance(value, str) else "a single value"
+
+
 def _dotted(path: tuple[str | int, ...], data: Any = None) -> str:
     out = ""
     node = data
@@ -396,7 +461,63 @@ def _plain(err: Mapping[str, Any]) -> str:
         )
     if kind == "missing":
         return "required but missing"
+    ctx = err.get("ctx") or {}
+    if kind in ("union_tag_invalid", "union_tag_not_found"):
+        tags = str(ctx.get("expected_tags", "")).replace("'", "")
+        if kind == "union_tag_not_found":
+            return f"required but missing (one of: {tags})"
+        return f"unknown type {ctx.get('tag')!r} (one of: {tags})"
     return msg.removeprefix("Value error, ")
+
+
+def _index(step: object) -> bool:
+    return isinstance(step, int) and not isinstance(step, bool)
+
+
+def _keys_only(loc: tuple[Any, ...], data: Any) -> tuple[Any, ...]:
+    """The path of keys and indices in the document, without the steps pydantic adds that are
+    not keys: a union's member (``function-after[...]``) and, right after an action's index, the
+    action's type tag. A key the user wrote stays, whatever its spelling."""
+    out: list[Any] = []
+    node = data
+    tag_next = False
+    for step in loc:
+        if tag_next and isinstance(node, Mapping) and step in _TAGS and node.get("type") == step:
+            tag_next = False
+            continue
+        is_key = isinstance(node, Mapping) and step in node
+        if isinstance(step, str) and "[" in step and not is_key:
+            continue
+        out.append(step)
+        if isinstance(node, Mapping):
+            node = node.get(step)
+        elif isinstance(node, list) and _index(step) and 0 <= step < len(node):
+            node = node[step]
+        else:
+            node = None
+        tag_next = len(out) >= 2 and out[-2] == "actions" and _index(step)
+    return tuple(out)
+
+
+def _inherited(loc: tuple[Any, ...], data: Any) -> tuple[Any, ...] | None:
+    """The path under ``defaults`` of a camera's value that came from there (the camera does not
+    set it), so a mistake in the defaults is reported once, where it is, not once per camera."""
+    if len(loc) < 3 or loc[0] != "cameras" or loc[2] not in ("recording", "motion", "analysis_fps"):
+        return None
+    cams = data.get("cameras") if isinstance(data, Mapping) else None
+    i = loc[1]
+    if not isinstance(cams, list) or not isinstance(i, int) or not 0 <= i < len(cams):
+        return None
+    cam = cams[i]
+    if not isinstance(cam, Mapping):
+        return None
+    own = cam.get(loc[2])
+    if loc[2] not in cam or (
+        loc[2] != "analysis_fps"
+        and (own is None or (isinstance(own, Mapping) and len(loc) > 3 and loc[3] not in own))
+    ):
+        return ("defaults", *loc[2:])
+    return None
 
 
 def read_document(
@@ -410,17 +531,32 @@ def read_document(
     except yaml.MarkedYAMLError as e:
         mark = e.problem_mark or e.context_mark
         line = mark.line + 1 if mark is not None else "?"
-        raise ConfigError(
-            f"{origin}:{line}: not valid YAML: {e.problem or e.context}",
-            [f"{origin}:{line}: {e.problem}"],
-        ) from None
+        what = str(e.problem or e.context)
+        if e.problem and e.context and e.context_mark is not None and e.context_mark is not mark:
+            # "expected ',' or ']'" is found after the line at fault; say where it began.
+            what += f" ({e.context} on line {e.context_mark.line + 1})"
+        problem = f"{origin}:{line}: not valid YAML: {what}"
+        raise ConfigError(problem, [problem]) from None
     except yaml.YAMLError as e:
         raise ConfigError(f"{origin}: not valid YAML: {e}") from None
+    except RecursionError:
+        raise ConfigError(f"{origin}: not valid YAML: nested too deeply") from None
     if data is None:
         data = {}
     if not isinstance(data, dict):
-        raise ConfigError(f"{origin}:1: the configuration must be a mapping of sections")
-    where = _Located(root)
+        raise ConfigError(
+            f"{origin}:1: the configuration must be a mapping of sections (station:, cameras:, "
+            f"...), not {_kind(data)}"
+        )
+    try:
+        where = _Located(root)
+    except _TooLargeError:
+        raise ConfigError(
+            f"{origin}: the configuration has more than {_MAX_NODES} values (aliases counted "
+            "each time they are used)"
+        ) from None
+    except RecursionError:
+        raise ConfigError(f"{origin}: not valid YAML: nested too deeply") from None
     problems: list[str] = []
     data = _substitute(data, os.environ if env is None else env, (), where, origin, problems)
     if problems:
@@ -436,16 +572,23 @@ def validate_document(
     try:
         return StationConfig.model_validate(data)
     except ValidationError as e:
-        problems = []
+        found: list[tuple[tuple[Any, ...], str]] = []
         for err in e.errors():
-            loc = tuple(p for p in err["loc"] if not (isinstance(p, str) and "[" in p))
-            # A discriminated union adds the tag as a step of the path; it is not a key.
-            loc = tuple(
-                p for i, p in enumerate(loc) if not (i > 0 and isinstance(p, str) and p in _TAGS)
-            )
+            error = (err.get("ctx") or {}).get("error")
+            if isinstance(error, _ReferenceError):
+                found.extend(error.problems)
+                continue
+            loc = _keys_only(tuple(err["loc"]), data)
+            if err["type"] in ("union_tag_invalid", "union_tag_not_found"):
+                loc = (*loc, "type")
+            found.append((loc, _plain(err)))
+        problems = []
+        for loc, message in found:
+            loc = _inherited(loc, data) or loc
             line = located.line(loc)
             at = f"{origin}:{line}" if line is not None else origin
-            problems.append(f"{at}: {_dotted(loc, data)}: {_plain(err)}")
+            problems.append(f"{at}: {_dotted(loc, data)}: {message}")
+        problems = list(dict.fromkeys(problems))  # a default's mistake, once
         raise ConfigError("\n".join(problems), problems) from None
 
 
@@ -463,9 +606,9 @@ _TAGS = {"alarm", "record", "bookmark", "mqtt", "webhook", "snapshot", "arm"}
 def load_document(
     path: str | Path, *, env: Mapping[str, str] | None = None
 ) -> tuple[dict[str, Any], StationConfig]:
-    """Reads and validates a configuration file: the document (relative paths in it, data_dir
-    and storage paths, made absolute against the file's directory) and the validated
-    configuration."""
+    """Reads and validates a configuration file: the document (relative paths in it, data_dir,
+    storage paths and the MQTT ca_file, made absolute against the file's directory) and the
+    validated configuration."""
     p = Path(path)
     try:
         text = p.read_text(encoding="utf-8")
@@ -486,9 +629,13 @@ def load_document(
         station["data_dir"] = fix(station.get("data_dir", "vmscore-data"))
     elif station is None:
         data["station"] = {"data_dir": str(base / "vmscore-data")}
-    for s in data.get("storage") or []:
+    storage = data.get("storage")
+    for s in storage if isinstance(storage, list) else []:
         if isinstance(s, dict) and "path" in s:
             s["path"] = fix(s["path"])
+    mqtt = data.get("mqtt")
+    if isinstance(mqtt, dict) and "ca_file" in mqtt:
+        mqtt["ca_file"] = fix(mqtt["ca_file"])
     return data, validate_document(data, origin=str(p), where=where)
 
 
@@ -517,8 +664,13 @@ def dump_document(data: Mapping[str, Any], *, secrets: Literal["env", "plain"] =
                 if kind != "MQTT"
                 else ("VMSCORE_MQTT_PASSWORD")
             )
-            section["password"] = "${" + name + "}"
-            needed.append(name)
+            # "gym-1" and "gym_1" (or "Gym_1") make the same variable name: number the others.
+            n, unique = 1, name
+            while unique in needed:
+                n += 1
+                unique = name.removesuffix("_PASSWORD") + f"_{n}_PASSWORD"
+            section["password"] = "${" + unique + "}"
+            needed.append(unique)
 
     for cam in doc.get("cameras") or []:
         hide(cam, "CAMERA")

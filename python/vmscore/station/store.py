@@ -244,7 +244,9 @@ class StationStore:
         if not samples:
             return
         with self._lock:
-            self._db.execute("BEGIN")
+            # IMMEDIATE: a deferred transaction that reads first cannot wait for another writer
+            # of the file (the alarm and user stores) and fails with "database is locked".
+            self._db.execute("BEGIN IMMEDIATE")
             try:
                 for s in samples:
                     row = self._db.execute(
