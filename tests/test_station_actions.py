@@ -195,3 +195,26 @@ def test_a_camera_is_added_by_its_onvif_address_alone(corridor: Any, tmp_path: P
             assert cam.main_url == cs.url("axis-1") and cam.sub_url == cs.url("axis-1", sub=True)
             wait_for(lambda: station.camera_state("gate").online, 15, "the probed camera online")
             assert r.json()["has_password"] and "onvif-pw" not in r.text
+
+
+@pytest.mark.parametrize("fps", [25.0, 15.0])
+def test_analysis_takes_frames_at_the_configured_rate(fps: float) -> None:
+    """10 analysed frames a second on average whatever the stream's rate (not every n-th)."""
+    an = CameraAnalysis(
+        "c", "s", MotionSettings(), analysis_fps=10, off_delay_s=1, emit=lambda e: None,
+        max_queue=1000,
+    )  # fmt: skip
+    with CameraServer() as cs, IngestEngine() as engine:
+        (url,) = cs.add_scene_cameras(1, "corridor", seconds=4, size=(320, 180), fps=fps)
+        engine.add_stream("c", url)
+        units: list[Any] = []
+        deadline = time.monotonic() + 20
+        while len(units) < 3 * fps + 1 and time.monotonic() < deadline:
+            units += [u for u in engine.poll(0.2) if not hasattr(u, "reason")]
+    first = next(i for i, u in enumerate(units) if u.is_keyframe)
+    units = units[first : first + round(3 * fps)]  # 3 s of video from a keyframe
+    for u in units:
+        an.offer(u)
+    an.process(max_units=len(units))
+    assert an.stats.frames_decoded == len(units)
+    assert 29 <= an.stats.frames_analysed <= 31

@@ -105,7 +105,8 @@ class CameraAnalysis:
         self._ctx: Any = None
         self._codec = ""
         self._detector: MotionDetector | None = None
-        self._last_analysed_90k: int | None = None
+        self._last_analysed_90k = -(1 << 62)
+        self._due_90k: int | None = None
         self._walls: dict[int, int] = {}
         self._zones = [z.name for z in settings.zones if z.kind == "include"]
         self._conditions: dict[tuple[str, str], _Condition] = {}
@@ -202,11 +203,16 @@ class CameraAnalysis:
         for frame in frames:
             self.stats.frames_decoded += 1
             pts = frame.pts if frame.pts is not None else unit.pts_90k
-            if (
-                self._last_analysed_90k is not None
-                and 0 <= pts - self._last_analysed_90k < self._interval_90k - 900
-            ):
+            due = self._due_90k
+            backwards = pts < self._last_analysed_90k
+            if due is not None and not backwards and pts < due - 450:
                 continue
+            # The next frame due is one interval later, so a 25 fps stream analysed at 10 gives
+            # 10 frames a second on average (not every third); after a gap, from this frame.
+            if due is None or backwards or pts - due > self._interval_90k:
+                self._due_90k = pts + self._interval_90k
+            else:
+                self._due_90k = due + self._interval_90k
             self._last_analysed_90k = pts
             self._analyse(frame, pts, self._walls.get(pts, unit.wall_time_us))
 

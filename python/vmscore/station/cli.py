@@ -17,6 +17,7 @@ from typing import Annotated, Any
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
 log = logging.getLogger("vmscore.station")
@@ -118,10 +119,13 @@ def station_cmd(
     try:
         document, cfg = load_document(config)
     except ConfigError as e:
-        err.print(f"[red]The configuration is not valid:[/red]\n{e}", highlight=False)
+        err.print(f"[red]The configuration is not valid:[/red]\n{escape(str(e))}", highlight=False)
         raise typer.Exit(2) from None
     if check:
-        err.print(f"{config}: valid ({len(cfg.cameras)} cameras, {len(cfg.rules)} rules)")
+        err.print(
+            f"{escape(str(config))}: valid ({len(cfg.cameras)} cameras, {len(cfg.rules)} rules)",
+            highlight=False,
+        )
         return
     h = host or cfg.station.http.host
     p = _check_port(h, port if port is not None else cfg.station.http.port)
@@ -129,7 +133,9 @@ def station_cmd(
     try:
         station = Station(document, reset=reset, origin=str(config))
     except ConfigError as e:
-        err.print(f"[red]The stored configuration is not valid:[/red]\n{e}", highlight=False)
+        err.print(
+            f"[red]The stored configuration is not valid:[/red]\n{escape(str(e))}", highlight=False
+        )
         raise typer.Exit(2) from None
     serve(
         station,
@@ -260,7 +266,7 @@ def user_add_cmd(
                 sites=tuple(sites or ()) if (cameras or sites) else ("*",),
             )
         except ValueError as e:
-            err.print(f"[red]{e}[/red]")
+            err.print(f"[red]{escape(str(e))}[/red]")
             raise typer.Exit(2) from None
         store.audit("cli", "user.add", name, {"role": role})
     err.print(f"user {name} ({role}) added")
@@ -295,7 +301,6 @@ def export_cmd(
 
     Reads the station's data directory; works while the station runs."""
     from vmscore import _core
-    from vmscore.errors import NoFootageError
     from vmscore.record.index import RecordingIndex
     from vmscore.record.signing import StationKey, sign_export
 
@@ -313,11 +318,11 @@ def export_cmd(
     finally:
         index.close()
     if not rows:
-        err.print(f"[red]{NoFootageError.__name__}: no recordings of {camera!r} in that range[/]")
+        err.print(f"[red]no recordings of {escape(repr(camera))} in that range[/red]")
         raise typer.Exit(1)
     missing = [r for r in rows if r.storage not in roots]
     if missing:
-        err.print(f"[red]unknown storage location {missing[0].storage!r}[/red]")
+        err.print(f"[red]unknown storage location {escape(repr(missing[0].storage))}[/red]")
         raise typer.Exit(1)
     plan = _core.ExportPlan(
         [(str(roots[r.storage] / r.path), r.start_wall_us) for r in rows], t0, t1

@@ -436,17 +436,22 @@ class Station:
     def _mqtt_command(self, cmd: Any) -> None:
         p = cmd.payload
         user = f"mqtt:{p.get('user') or 'integration'}"
+        # The command's model fills in an absent comment as None; the alarm manager takes text.
+        comment = p.get("comment") or ""
         try:
+            if "alarm_id" in p and cmd.site is not None:
+                # A school's broker bridges only its own site's topics: they reach its alarms.
+                site = self.alarms.get(int(p["alarm_id"])).site
+                if site != cmd.site:
+                    raise LookupError(f"alarm {p['alarm_id']} is not of site {cmd.site}")
             if cmd.name == "ack":
                 self.alarms.acknowledge(int(p["alarm_id"]), user)
             elif cmd.name == "close":
-                self.alarms.close(
-                    int(p["alarm_id"]), user, p.get("comment", ""), p.get("category") or None
-                )
+                self.alarms.close(int(p["alarm_id"]), user, comment, p.get("category") or None)
             elif cmd.name == "comment":
                 self.alarms.comment(int(p["alarm_id"]), user, str(p.get("comment", "")))
             elif cmd.name == "hold":
-                self.alarms.hold(int(p["alarm_id"]), user, p.get("comment", ""))
+                self.alarms.hold(int(p["alarm_id"]), user, comment)
             elif cmd.name == "assign":
                 self.alarms.assign(int(p["alarm_id"]), user, p.get("to"))
             elif cmd.name in ("arm", "disarm"):
@@ -454,9 +459,13 @@ class Station:
                 for s in sites:
                     self.set_armed(s, cmd.name == "arm", by=user)
             elif cmd.name == "event":
+                camera = p.get("camera")
+                owner = self.camera_state(camera).config.site if camera is not None else None
+                if cmd.site is not None and owner not in (None, cmd.site):
+                    raise LookupError(f"camera {camera} is not of site {cmd.site}")
                 self.external_event(
                     str(p.get("name", "mqtt")),
-                    camera=p.get("camera"),
+                    camera=camera,
                     site=cmd.site,
                     data=p.get("data") or {},
                 )
@@ -574,7 +583,9 @@ class Station:
             )
         else:
             self.hub.publish(HubMessage("event", ev.to_json(), camera=ev.camera, site=ev.site))
-        if self.mqtt is not None and ev.site:
+        if self.mqtt is not None:
+            # Events without a site (storage trouble, a station-wide external event) go to the
+            # station's own events topic.
             self.mqtt.publish_event(ev)
         self._apply(self.rules.on_event(ev))
 
@@ -848,7 +859,10 @@ class Station:
         return out
 
     def health(self) -> dict[str, Any]:
-        cams = [self.camera_health(n) for n in self.camera_names()]
+        cams = []
+        for n in self.camera_names():
+            with contextlib.suppress(KeyError):  # removed since the names were taken
+                cams.append(self.camera_health(n))
         return {
             "station": self.config.station.name,
             "started_us": self.started_us,

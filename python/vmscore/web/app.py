@@ -37,9 +37,11 @@ from vmscore.cameras.snapshot import NoPictureError, probe_streams
 from vmscore.errors import NoFootageError, VmsError
 from vmscore.record import StationKey
 from vmscore.station.config import ConfigError, dump_document
+from vmscore.station.hub import HubMessage
 from vmscore.station.station import Station
 from vmscore.web.auth import (
     CAMERA_NOT_FOUND,
+    SESSION_COOKIE,
     AdminPrincipal,
     LoginLimiter,
     OperatorPrincipal,
@@ -57,6 +59,10 @@ __all__ = ["create_app"]
 Name = Annotated[
     str, PathParam(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
 ]
+INT_LIMIT = 2**62
+"""Times, ids and versions are below this (the alarm manager's bound; SQLite stores 63 bits):
+a larger number is a 422, not an overflow in the database."""
+Id = Annotated[int, PathParam(ge=0, lt=INT_LIMIT)]
 MAX_RANGE_US = 24 * 3600 * 1_000_000
 """The longest range one MP4 or export may cover (a day)."""
 MAX_BODY_BYTES = 1 << 20
@@ -90,22 +96,22 @@ class VersionQuery(_Body):
 
 class BookmarkBody(_Body):
     camera: str = Field(min_length=1, max_length=64)
-    start_us: int = Field(ge=0)
-    end_us: int | None = Field(default=None, ge=0)
+    start_us: int = Field(ge=0, lt=INT_LIMIT)
+    end_us: int | None = Field(default=None, ge=0, lt=INT_LIMIT)
     text: str = Field(default="", max_length=4000)
 
 
 class LockBody(_Body):
     camera: str = Field(min_length=1, max_length=64)
-    start_us: int = Field(ge=0)
-    end_us: int = Field(ge=0)
+    start_us: int = Field(ge=0, lt=INT_LIMIT)
+    end_us: int = Field(ge=0, lt=INT_LIMIT)
     reason: str = Field(min_length=1, max_length=1000)
-    expires_us: int | None = Field(default=None, ge=0)
+    expires_us: int | None = Field(default=None, ge=0, lt=INT_LIMIT)
 
 
 class ExportBody(_Body):
-    start_us: int = Field(ge=0)
-    end_us: int = Field(ge=0)
+    start_us: int = Field(ge=0, lt=INT_LIMIT)
+    end_us: int = Field(ge=0, lt=INT_LIMIT)
     reason: str = Field(default="", max_length=1000)
 
 
@@ -409,7 +415,14 @@ def _status_router() -> APIRouter:
     ) -> dict[str, Any]:
         st = _station(request)
         if body.camera is not None:
-            _camera(request, who, body.camera)
+            cfg = _camera(request, who, body.camera)
+            if body.site is not None and body.site != cfg.site:
+                # Else an operator of one site could fire another site's rules through a camera
+                # of their own.
+                raise HTTPException(
+                    status.HTTP_422_UNPROCESSABLE_CONTENT,
+                    f"camera {body.camera} is not at site {body.site}",
+                )
         elif body.site is not None and (
             st.config.site(body.site) is None or not who.can_view_site(body.site)
         ):
@@ -469,8 +482,8 @@ def _camera_router() -> APIRouter:
         request: Request,
         camera: Name,
         who: ViewerPrincipal,
-        since_us: Annotated[int, Query(ge=0)],
-        until_us: Annotated[int, Query(ge=0)],
+        since_us: Annotated[int, Query(ge=0, lt=INT_LIMIT)],
+        until_us: Annotated[int, Query(ge=0, lt=INT_LIMIT)],
     ) -> list[dict[str, Any]]:
         """Motion per second (score and the 16x16 grid as hex) for timeline search."""
         _camera(request, who, camera)
@@ -654,7 +667,9 @@ def _camera_router() -> APIRouter:
 # -- alarms -------------------------------------------------------------------------------------
 
 
-Version = Annotated[int | None, Query(ge=0, description="Expected version (409 when stale)")]
+Version = Annotated[
+    int | None, Query(ge=0, lt=INT_LIMIT, description="Expected version (409 when stale)")
+]
 
 
 def _alarm_router() -> APIRouter:
@@ -669,40 +684,43 @@ def _alarm_router() -> APIRouter:
         camera: Annotated[list[str] | None, Query(max_length=100)] = None,
         priority: Annotated[list[str] | None, Query(max_length=4)] = None,
         owner: Annotated[str | None, Query(max_length=64)] = None,
-        since_us: Annotated[int | None, Query(ge=0)] = None,
-        until_us: Annotated[int | None, Query(ge=0)] = None,
+        since_us: Annotated[int | None, Query(ge=0, lt=INT_LIMIT)] = None,
+        until_us: Annotated[int | None, Query(ge=0, lt=INT_LIMIT)] = None,
         text: Annotated[str | None, Query(max_length=200)] = None,
         sort: Literal["priority", "newest", "oldest"] = "priority",
         limit: Annotated[int, Query(ge=1, le=1000)] = 100,
         offset: Annotated[int, Query(ge=0, le=1_000_000)] = 0,
     ) -> list[dict[str, Any]]:
-        found = _station(request).alarms.list(
-            states=state,
-            sites=site,
-            cameras=camera,
-            priorities=priority,
-            owner=owner,
-            since_us=since_us,
-            until_us=until_us,
-            text=text,
-            sort=sort,
-            limit=limit,
-            offset=offset,
-            scope=_scope(_station(request), who),
-        )
+        try:
+            found = _station(request).alarms.list(
+                states=state,
+                sites=site,
+                cameras=camera,
+                priorities=priority,
+                owner=owner,
+                since_us=since_us,
+                until_us=until_us,
+                text=text,
+                sort=sort,
+                limit=limit,
+                offset=offset,
+                scope=_scope(_station(request), who),
+            )
+        except ValueError as e:  # an unknown state or priority
+            raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, str(e)) from None
         return [a.model_dump(mode="json") for a in found]
 
     @r.get("/api/alarms/{alarm_id}")
-    def alarm(request: Request, alarm_id: int, who: ViewerPrincipal) -> dict[str, Any]:
+    def alarm(request: Request, alarm_id: Id, who: ViewerPrincipal) -> dict[str, Any]:
         return _alarm(request, who, alarm_id).model_dump(mode="json")
 
     @r.get("/api/alarms/{alarm_id}/history")
-    def history(request: Request, alarm_id: int, who: ViewerPrincipal) -> list[dict[str, Any]]:
+    def history(request: Request, alarm_id: Id, who: ViewerPrincipal) -> list[dict[str, Any]]:
         _alarm(request, who, alarm_id)
         return [h.model_dump(mode="json") for h in _station(request).alarms.history(alarm_id)]
 
     @r.get("/api/alarms/{alarm_id}/snapshot.jpg", response_class=Response)
-    def alarm_snapshot(request: Request, alarm_id: int, who: ViewerPrincipal) -> Response:
+    def alarm_snapshot(request: Request, alarm_id: Id, who: ViewerPrincipal) -> Response:
         _alarm(request, who, alarm_id)
         jpeg = _station(request).alarms.snapshot(alarm_id)
         if jpeg is None:
@@ -724,21 +742,23 @@ def _alarm_router() -> APIRouter:
         extra = {"expect_version": expect_version} if expect_version is not None else {}
         try:
             alarm = fn(alarm_id, who.user, *args, **extra)
-        except (AlarmStateError, ValueError) as e:  # AlarmConflictError included: stale version
+        except AlarmStateError as e:  # AlarmConflictError included: stale version
             raise HTTPException(status.HTTP_409_CONFLICT, str(e)) from None
+        except ValueError as e:  # the request itself is wrong (an unknown category...)
+            raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, str(e)) from None
         audit_action(request, who, f"alarm.{method}", str(alarm_id), detail or "")
         out: dict[str, Any] = alarm.model_dump(mode="json")
         return out
 
     @r.post("/api/alarms/{alarm_id}/acknowledge")
     def acknowledge(
-        request: Request, alarm_id: int, who: OperatorPrincipal, expect_version: Version = None
+        request: Request, alarm_id: Id, who: OperatorPrincipal, expect_version: Version = None
     ) -> dict[str, Any]:
         return act(request, who, alarm_id, "acknowledge", expect_version=expect_version)
 
     @r.post("/api/alarms/{alarm_id}/assign")
     def assign(
-        request: Request, alarm_id: int, body: AssignBody, who: OperatorPrincipal,
+        request: Request, alarm_id: Id, body: AssignBody, who: OperatorPrincipal,
         expect_version: Version = None,
     ) -> dict[str, Any]:  # fmt: skip
         return act(request, who, alarm_id, "assign", body.to, expect_version=expect_version,
@@ -746,20 +766,20 @@ def _alarm_router() -> APIRouter:
 
     @r.post("/api/alarms/{alarm_id}/hold")
     def hold(
-        request: Request, alarm_id: int, body: CommentBody, who: OperatorPrincipal,
+        request: Request, alarm_id: Id, body: CommentBody, who: OperatorPrincipal,
         expect_version: Version = None,
     ) -> dict[str, Any]:  # fmt: skip
         return act(request, who, alarm_id, "hold", body.comment, expect_version=expect_version)
 
     @r.post("/api/alarms/{alarm_id}/resume")
     def resume(
-        request: Request, alarm_id: int, who: OperatorPrincipal, expect_version: Version = None
+        request: Request, alarm_id: Id, who: OperatorPrincipal, expect_version: Version = None
     ) -> dict[str, Any]:
         return act(request, who, alarm_id, "resume", expect_version=expect_version)
 
     @r.post("/api/alarms/{alarm_id}/close")
     def close(
-        request: Request, alarm_id: int, body: CloseBody, who: OperatorPrincipal,
+        request: Request, alarm_id: Id, body: CloseBody, who: OperatorPrincipal,
         expect_version: Version = None,
     ) -> dict[str, Any]:  # fmt: skip
         return act(request, who, alarm_id, "close", body.comment, body.category,
@@ -767,14 +787,14 @@ def _alarm_router() -> APIRouter:
 
     @r.post("/api/alarms/{alarm_id}/reopen")
     def reopen(
-        request: Request, alarm_id: int, body: CommentBody, who: OperatorPrincipal,
+        request: Request, alarm_id: Id, body: CommentBody, who: OperatorPrincipal,
         expect_version: Version = None,
     ) -> dict[str, Any]:  # fmt: skip
         return act(request, who, alarm_id, "reopen", body.comment, expect_version=expect_version)
 
     @r.post("/api/alarms/{alarm_id}/comment")
     def comment(
-        request: Request, alarm_id: int, body: CommentBody, who: OperatorPrincipal
+        request: Request, alarm_id: Id, body: CommentBody, who: OperatorPrincipal
     ) -> dict[str, Any]:
         if not body.comment.strip():
             raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, "the comment is empty")
@@ -782,7 +802,7 @@ def _alarm_router() -> APIRouter:
 
     @r.post("/api/alarms/{alarm_id}/priority")
     def priority(
-        request: Request, alarm_id: int, body: PriorityBody, who: OperatorPrincipal,
+        request: Request, alarm_id: Id, body: PriorityBody, who: OperatorPrincipal,
         expect_version: Version = None,
     ) -> dict[str, Any]:  # fmt: skip
         return act(request, who, alarm_id, "set_priority", body.priority,
@@ -792,7 +812,7 @@ def _alarm_router() -> APIRouter:
     def false_alarms(
         request: Request,
         who: OperatorPrincipal,
-        since_us: Annotated[int | None, Query(ge=0)] = None,
+        since_us: Annotated[int | None, Query(ge=0, lt=INT_LIMIT)] = None,
     ) -> list[dict[str, Any]]:
         """Per camera and zone: closed alarms and how many were false (for tuning zones)."""
         stats = _station(request).alarms.false_alarm_stats(since_us=since_us)
@@ -812,8 +832,8 @@ def _recording_router() -> APIRouter:
         request: Request,
         who: ViewerPrincipal,
         camera: Annotated[str, Query(min_length=1, max_length=64)],
-        since_us: Annotated[int | None, Query(ge=0)] = None,
-        until_us: Annotated[int | None, Query(ge=0)] = None,
+        since_us: Annotated[int | None, Query(ge=0, lt=INT_LIMIT)] = None,
+        until_us: Annotated[int | None, Query(ge=0, lt=INT_LIMIT)] = None,
         stream: Literal["main", "sub"] = "main",
     ) -> dict[str, Any]:
         """Recorded ranges, gaps and events of a camera (for the timeline)."""
@@ -850,8 +870,8 @@ def _recording_router() -> APIRouter:
         request: Request,
         camera: Name,
         who: ViewerPrincipal,
-        start_us: Annotated[int, Query(ge=0)],
-        end_us: Annotated[int, Query(ge=0)],
+        start_us: Annotated[int, Query(ge=0, lt=INT_LIMIT)],
+        end_us: Annotated[int, Query(ge=0, lt=INT_LIMIT)],
         stream: Literal["main", "sub"] = "main",
     ) -> Response:
         """One MP4 of [start, end), served from the segments without a temporary file; HTTP
@@ -895,7 +915,16 @@ def _recording_router() -> APIRouter:
         st = _station(request)
         out_dir = st.data_dir / "exports"
         out_dir.mkdir(exist_ok=True)
-        name = f"{camera}-{body.start_us}-{body.end_us}-{int(time.time())}.mp4"
+        # The name is claimed before writing: the same export asked twice in one instant (a
+        # double click) would otherwise write and sign one file twice at once.
+        stamp = time.time_ns() // 1000
+        while True:
+            name = f"{camera}-{body.start_us}-{body.end_us}-{stamp}.mp4"
+            try:
+                (out_dir / name).open("x").close()
+                break
+            except FileExistsError:
+                stamp += 1
         key = StationKey.load_or_create(st.data_dir / "station.key")
         try:
             manifest = st.recorder.export_signed(
@@ -908,7 +937,11 @@ def _recording_router() -> APIRouter:
                 station=st.config.station.name,
             )
         except NoFootageError as e:
+            (out_dir / name).unlink(missing_ok=True)
             raise HTTPException(status.HTTP_404_NOT_FOUND, str(e)) from None
+        except BaseException:
+            (out_dir / name).unlink(missing_ok=True)
+            raise
         audit_action(
             request,
             who,
@@ -960,8 +993,8 @@ def _recording_router() -> APIRouter:
         request: Request,
         who: ViewerPrincipal,
         camera: Annotated[str | None, Query(max_length=64)] = None,
-        since_us: Annotated[int | None, Query(ge=0)] = None,
-        until_us: Annotated[int | None, Query(ge=0)] = None,
+        since_us: Annotated[int | None, Query(ge=0, lt=INT_LIMIT)] = None,
+        until_us: Annotated[int | None, Query(ge=0, lt=INT_LIMIT)] = None,
     ) -> list[dict[str, Any]]:
         st = _station(request)
         cams = [c.name for c in st.config.cameras if who.can_view(c.name, c.site)]
@@ -989,7 +1022,7 @@ def _recording_router() -> APIRouter:
         return b.to_json()
 
     @r.delete("/api/bookmarks/{bookmark_id}", status_code=status.HTTP_204_NO_CONTENT)
-    def delete_bookmark(request: Request, bookmark_id: int, who: OperatorPrincipal) -> Response:
+    def delete_bookmark(request: Request, bookmark_id: Id, who: OperatorPrincipal) -> Response:
         st = _station(request)
         b = st.store.bookmark(bookmark_id)
         if b is None:
@@ -1048,12 +1081,16 @@ def _recording_router() -> APIRouter:
         return {"id": lock_id}
 
     @r.delete("/api/locks/{lock_id}", status_code=status.HTTP_204_NO_CONTENT)
-    def unlock(request: Request, lock_id: int, who: OperatorPrincipal) -> Response:
+    def unlock(request: Request, lock_id: Id, who: OperatorPrincipal) -> Response:
         st = _station(request)
         lk = next((x for x in st.recorder.locks(None) if x.id == lock_id), None)
         if lk is None:
             raise HTTPException(status.HTTP_404_NOT_FOUND, "no such active lock")
-        _camera(request, who, lk.camera)
+        if st.config.camera(lk.camera) is not None:
+            _camera(request, who, lk.camera)
+        elif not who.has_role("admin"):
+            # The camera was removed: its locks are listed to admins only, and lifted by them.
+            raise HTTPException(status.HTTP_404_NOT_FOUND, "no such active lock")
         st.recorder.unlock(lock_id, by=who.user)
         audit_action(request, who, "evidence.unlock", lk.camera, {"id": lock_id})
         return Response(status_code=status.HTTP_204_NO_CONTENT)
@@ -1153,6 +1190,11 @@ def _sse(event: str, data: dict[str, Any], event_id: str | None = None) -> bytes
     return ("\n".join(lines) + "\n\n").encode()
 
 
+SSE_RECHECK_S = 2.0
+"""How often an open event stream looks its caller up again."""
+_IDLE = HubMessage("idle", {})
+
+
 def _event_router() -> APIRouter:
     r = APIRouter(tags=["events"])
 
@@ -1160,7 +1202,9 @@ def _event_router() -> APIRouter:
     async def events(
         request: Request,
         who: ViewerPrincipal,
-        last_event_id: Annotated[int | None, Query(alias="last_event_id", ge=0, lt=2**62)] = None,
+        last_event_id: Annotated[
+            int | None, Query(alias="last_event_id", ge=0, lt=INT_LIMIT)
+        ] = None,
     ) -> StreamingResponse:
         """Server-sent events: ``alarm`` (new/update/end, id = the change's sequence number, so
         a client resumes with Last-Event-ID), ``camera`` (online/offline), ``motion``,
@@ -1173,17 +1217,23 @@ def _event_router() -> APIRouter:
         if header and header.isascii() and header.isdigit() and len(header) < 19:
             resume = int(header)
         sub = st.hub.subscribe()
+        # The stream outlives the request's authentication: the caller is looked up again every
+        # few seconds, so a logout, a disabled user or a revoked token ends it and a change of
+        # permissions applies to it.
+        authorization = request.headers.get("authorization")
+        cookie = request.cookies.get(SESSION_COOKIE)
+        current = who
 
-        unrestricted = _unrestricted(who)
+        def recheck() -> Principal | None:
+            if authorization is not None:
+                return st.users.token(authorization.partition(" ")[2].strip())
+            return st.users.session(cookie) if cookie is not None else None
 
         def visible(camera: str | None, site: str | None) -> bool:
-            if unrestricted:
-                return True
-            if camera:
-                return who.can_view(camera, site)
-            return site is not None and who.can_view_site(site)
+            return _visible(current, camera, site)
 
         async def stream() -> AsyncIterator[bytes]:
+            nonlocal current
             try:
                 yield b": vmscore event stream\nretry: 2000\n\n"
                 if resume is not None:
@@ -1195,18 +1245,30 @@ def _event_router() -> APIRouter:
                                 {"type": ch.kind, "alarm": ch.alarm.model_dump(mode="json")},
                                 str(ch.seq),
                             )
+                checked = sent = time.monotonic()
                 while True:
                     try:
-                        msg = await asyncio.wait_for(sub.get(), timeout=15)
+                        msg = await asyncio.wait_for(sub.get(), timeout=SSE_RECHECK_S)
                     except TimeoutError:
-                        yield b": heartbeat\n\n"
-                        continue
+                        msg = _IDLE
                     if msg is None:
                         return
+                    now = time.monotonic()
+                    if now - checked >= SSE_RECHECK_S:
+                        fresh = await asyncio.to_thread(recheck)
+                        if fresh is None:
+                            return
+                        current, checked = fresh, now
+                    if msg is _IDLE:
+                        if now - sent >= 15:
+                            yield b": heartbeat\n\n"
+                            sent = now
+                        continue
                     if visible(msg.camera, msg.site) or (
                         msg.event == "station" and msg.camera is None and msg.site is None
                     ):
                         yield _sse(msg.event, msg.data, msg.id)
+                        sent = now
             finally:
                 sub.close()
 
