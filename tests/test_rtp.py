@@ -1014,13 +1014,16 @@ def test_wall_clock_from_arrivals_and_sender_reports_slews_at_most_500_ppm() -> 
         step = wall - prev
         assert abs(step - 33_333) <= 33_333 * 500e-6 + 2
         prev = wall
-    # A sender report saying the camera is 1 s ahead: the mapping slews there at 500 ppm.
-    ticks = t.advance(1000 + 50 * 3000)
-    now = t.wall_clock_us(ticks, base + 50 * 33_333)
-    t.on_sender_report(_core.unix_us_to_ntp(now + 1_000_000), 1000 + 50 * 3000)
+    # Settled (past the start-up minute, frames on time): a sender report saying the camera is
+    # 1 s ahead moves the mapping there at 500 ppm.
+    for k in range(1, 62):
+        wall = t.wall_clock_us(t.advance(1000 + 50 * 3000 + k * 90000), prev + k * 1_000_000)
+    start = 1000 + 50 * 3000 + 61 * 90000
+    now = wall
+    t.on_sender_report(_core.unix_us_to_ntp(now + 1_000_000), start)
     for k in range(1, 2100):
-        ticks = t.advance((1000 + 50 * 3000 + k * 90000) & 0xFFFFFFFF)
-        wall = t.wall_clock_us(ticks, base + 50 * 33_333 + k * 1_000_000)
+        ticks = t.advance((start + k * 90000) & 0xFFFFFFFF)
+        wall = t.wall_clock_us(ticks, now + k * 1_000_000)
         media = k * 1_000_000
         ahead = wall - (now + media)
         assert 0 <= ahead <= min(1_000_001, media * 500e-6 + 5)
@@ -1028,11 +1031,37 @@ def test_wall_clock_from_arrivals_and_sender_reports_slews_at_most_500_ppm() -> 
             assert abs(ahead - 50_000) <= 5
     assert abs(ahead - 1_000_000) <= 1 and t.has_sender_report and t.stats["sender_reports"] == 1
     # A camera whose clock is a day off, or sends zero NTP time, is not believed.
-    raw = (1000 + 50 * 3000 + 2100 * 90000) & 0xFFFFFFFF
+    raw = (start + 2100 * 90000) & 0xFFFFFFFF
     t.on_sender_report(_core.unix_us_to_ntp(base - 86_400_000_000), raw)
-    t.wall_clock_us(t.advance(raw), base + 50 * 33_333 + 2100 * 1_000_000)
+    t.wall_clock_us(t.advance(raw), now + 2100 * 1_000_000)
     t.on_sender_report(0, raw)
     assert t.stats["sender_reports_ignored"] == 2
+
+
+def test_wall_clock_of_a_camera_joined_mid_gop_converges_within_seconds_and_never_steps() -> None:
+    # Breaks pre-roll and alarm times: a camera joined mid-GOP sends that GOP at once, so the
+    # first arrival puts the stream up to a GOP ahead; at 500 ppm that would last for hours.
+    base = 1_700_000_000_000_000
+    t = _core.Timeline()
+    fps, burst = 10, 19  # 1.9 s of a GOP arrive together, at `base`
+    captured_at = base - 1_900_000  # the true offset: frame 0 was taken 1.9 s before base
+    prev = None
+    for i in range(0, 60 * fps):
+        arrival = base if i <= burst else captured_at + i * 100_000 + 3_000  # 3 ms network
+        wall = t.wall_clock_us(t.advance(1000 + i * 9000), arrival)
+        if prev is not None:
+            step = wall - prev
+            assert 90_000 - 1 <= step <= 100_000 + 1, "slewed at most 10 %, never stepped"
+        prev = wall
+        error = wall - (captured_at + i * 100_000)
+        if i >= 25 * fps:  # 1.9 s corrected at 10 % within 19 s of media
+            assert 0 <= error <= 3_000 + 1
+    # Settled: the usual 500 ppm from then on.
+    t2 = _core.Timeline(startup_s=0)
+    for i in range(0, 30 * fps):
+        arrival = base if i <= burst else captured_at + i * 100_000
+        wall = t2.wall_clock_us(t2.advance(1000 + i * 9000), arrival)
+    assert wall - (captured_at + i * 100_000) > 1_800_000
 
 
 # --------------------------------------------------------------------------------------------

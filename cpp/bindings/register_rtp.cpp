@@ -442,7 +442,7 @@ void register_rtp(py::module_& m) {
   py::class_<Timeline>(m, "Timeline", "RTP timestamps to a monotonic 64-bit timeline, and wall clock.")
       .def(py::init([](std::uint32_t clock_rate, double max_forward_jump_s, std::uint32_t max_backward_ticks,
                        std::uint32_t frame_duration_ticks, double max_slew_ppm,
-                       double max_sender_report_error_s) {
+                       double max_sender_report_error_s, double startup_s, double startup_slew_ppm) {
              TimelineOptions opt;
              opt.clock_rate = clock_rate;
              opt.max_forward_jump_s = max_forward_jump_s;
@@ -450,11 +450,14 @@ void register_rtp(py::module_& m) {
              opt.frame_duration_ticks = frame_duration_ticks;
              opt.max_slew_ppm = max_slew_ppm;
              opt.max_sender_report_error_s = max_sender_report_error_s;
+             opt.startup_s = startup_s;
+             opt.startup_slew_ppm = startup_slew_ppm;
              return Timeline(opt);
            }),
            py::arg("clock_rate") = 90'000, py::kw_only(), py::arg("max_forward_jump_s") = 10.0,
            py::arg("max_backward_ticks") = 0, py::arg("frame_duration_ticks") = 0,
-           py::arg("max_slew_ppm") = 500.0, py::arg("max_sender_report_error_s") = 5.0)
+           py::arg("max_slew_ppm") = 500.0, py::arg("max_sender_report_error_s") = 5.0,
+           py::arg("startup_s") = 60.0, py::arg("startup_slew_ppm") = 100'000.0)
       .def(
           "advance",
           [](Timeline& t, std::uint32_t rtp_timestamp, std::optional<std::int64_t> arrival_us) {

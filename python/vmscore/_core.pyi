@@ -1062,6 +1062,8 @@ class Timeline:
         frame_duration_ticks: int = 0,
         max_slew_ppm: float = 500.0,
         max_sender_report_error_s: float = 5.0,
+        startup_s: float = 60.0,
+        startup_slew_ppm: float = 100000.0,
     ) -> None: ...
     def advance(self, rtp_timestamp: int, arrival_us: int | None = None) -> int: ...
     @property

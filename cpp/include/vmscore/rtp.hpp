@@ -341,6 +341,13 @@ struct TimelineOptions {
   std::uint32_t frame_duration_ticks = 0;
   // Wall clock: the largest correction rate, in parts per million of elapsed media time (Moonfire).
   double max_slew_ppm = 500.0;
+  // For the first startup_s of media the mapping converges faster, at startup_slew_ppm, and from
+  // arrival times it follows their minimum: a camera joined mid-GOP sends that GOP at once, so
+  // its first frames arrive up to a GOP after they were taken, and the first arrival alone would
+  // put the whole stream ahead by that much for hours at 500 ppm. Still a slew, never a step, so
+  // wall-clock time stays increasing.
+  double startup_s = 60.0;
+  double startup_slew_ppm = 100'000.0;
   // A sender report whose wall-clock time disagrees with the arrival-based estimate by more than this
   // is from a camera whose clock is wrong (no NTP, or still at its factory date): it is ignored.
   double max_sender_report_error_s = 5.0;
@@ -361,8 +368,9 @@ struct TimelineStats {
 //
 // Wall clock: the time of a tick is ticks / clock_rate + an offset. The offset starts from the first
 // arrival time; afterwards it moves toward its reference (the sender reports' NTP <-> RTP mapping
-// when the camera sends usable ones, else arrival times) by at most max_slew_ppm of the media time
-// elapsed, so wall-clock durations stay smooth (Moonfire NVR's 500 ppm rule).
+// when the camera sends usable ones, else arrival times: their minimum during start-up) by at most
+// max_slew_ppm of the media time elapsed (startup_slew_ppm during the first startup_s), so
+// wall-clock durations stay smooth (Moonfire NVR's 500 ppm rule once settled).
 class Timeline {
  public:
   explicit Timeline(TimelineOptions opt = {});
@@ -403,6 +411,8 @@ class Timeline {
   // Wall clock.
   bool have_offset_ = false;
   std::int64_t offset_us_ = 0;       // wall = ticks_to_us(ticks) + offset
+  std::int64_t first_ticks_ = 0;     // ticks of the first mapping (the start-up window's origin)
+  std::int64_t min_arrival_target_ = 0;  // lowest arrival-based offset seen during start-up
   std::int64_t adjusted_at_ = 0;     // ticks of the last adjustment
   bool have_sr_ = false;             // a usable sender report has been seen
   bool sr_pending_ = false;          // received, checked and mapped at the next wall_clock_us()

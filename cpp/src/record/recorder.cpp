@@ -193,6 +193,10 @@ struct StreamRec final : public ingest::Subscriber,
   std::int64_t consumed_wall_us = 0;  // wall time of the last unit handled
   std::int64_t gap_since_us = 0;  // recording wanted but impossible since (0: no gap open)
   std::string gap_reason;
+  // End of the stream's last finished segment (writer thread). The next one starts no earlier:
+  // a wall clock still converging after a connect (slewing back toward the camera's real time)
+  // would otherwise make consecutive segments overlap.
+  std::int64_t last_segment_end_wall_us = std::numeric_limits<std::int64_t>::min();
   std::int64_t rotate_offset_us = 0;
 
   // --- shared (mutex) ----------------------------------------------------------------------------
@@ -776,7 +780,11 @@ class RecorderImpl {
     g.info.stream_id = rec.settings.stream_id;
     g.info.storage = s.name;
     g.info.path = g.relpath;
-    g.info.start_wall_us = au.wall_us;
+    // Clamped to the previous segment's end when they overlap by a converging clock (at most a
+    // few seconds); a larger overlap is a clock that really jumped and is kept as it is.
+    const std::int64_t overlap = rec.last_segment_end_wall_us - au.wall_us;
+    g.info.start_wall_us = overlap > 0 && overlap <= kMaxClampUs ? rec.last_segment_end_wall_us
+                                                                 : au.wall_us;
     g.info.start_90k = au.dts_90k;
     const std::int64_t seg_len = rec.settings.segment_us;
     // The first instant at least half a segment away that is on this stream's rotation grid.
@@ -927,11 +935,12 @@ class RecorderImpl {
     seg.width = g.muxer->sps().width;
     seg.height = g.muxer->sps().height;
     seg.reason = reason;
-    (void)rec;
+    rec.last_segment_end_wall_us = seg.end_wall_us;
     emit(std::move(seg));
   }
 
   static constexpr std::int64_t kSweepMs = 200;
+  static constexpr std::int64_t kMaxClampUs = 5'000'000;
   static constexpr std::size_t kMaxCompletions = 1u << 16;
 
   RecorderOptions options_;

@@ -24,6 +24,7 @@ import copy
 import logging
 import os
 import queue
+import shutil
 import threading
 import time
 from collections.abc import Callable, Mapping
@@ -874,9 +875,14 @@ class Station:
             "analysis_threads": self.pool.threads,
             "storage": [
                 {
-                    k: getattr(s, k)
-                    for k in dir(s)
-                    if not k.startswith("_") and isinstance(getattr(s, k), int | float | str | bool)
+                    **{
+                        k: getattr(s, k)
+                        for k in dir(s)
+                        if not k.startswith("_")
+                        and isinstance(getattr(s, k), int | float | str | bool)
+                    },
+                    # The writer's figures have no free space; /metrics reports it from here.
+                    **_free_space(s.path),
                 }
                 for s in self.recorder.storage_stats()
             ],
@@ -920,6 +926,14 @@ class Station:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+def _free_space(path: str) -> dict[str, int]:
+    """``free_bytes`` of the file system holding ``path`` (nothing when it cannot be read)."""
+    try:
+        return {"free_bytes": shutil.disk_usage(path).free}
+    except OSError:
+        return {}
 
 
 class _Blank(dict[str, str]):

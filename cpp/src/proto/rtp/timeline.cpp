@@ -1,6 +1,6 @@
 // The per-stream media timeline: RTP timestamps unwrapped to 64 bits, camera timestamp resets
 // absorbed, wall-clock mapping slewed toward sender reports or arrival times (Moonfire NVR's
-// design/time.md: at most 500 ppm). See vmscore/rtp.hpp. Pure code: times are arguments.
+// design/time.md: at most 500 ppm once settled, faster during start-up). See vmscore/rtp.hpp. Pure code: times are arguments.
 #include <algorithm>
 #include <cmath>
 #include <stdexcept>
@@ -12,7 +12,8 @@ namespace vms::rtp {
 Timeline::Timeline(TimelineOptions opt) : opt_(opt) {
   if (opt_.clock_rate == 0) throw std::invalid_argument("timeline: clock_rate must be positive");
   if (!(opt_.max_forward_jump_s > 0) || !(opt_.max_slew_ppm >= 0) ||
-      !(opt_.max_sender_report_error_s > 0))
+      !(opt_.max_sender_report_error_s > 0) || !(opt_.startup_s >= 0) ||
+      !(opt_.startup_slew_ppm >= 0) || !(opt_.startup_slew_ppm < 1e6))
     throw std::invalid_argument("timeline: jump, slew and error limits must be positive");
   if (opt_.frame_duration_ticks == 0) opt_.frame_duration_ticks = std::max(1u, opt_.clock_rate / 25);
   // A step of 2^31 ticks or more cannot be told from a step backwards: cap the limit below it.
@@ -99,14 +100,22 @@ std::int64_t Timeline::wall_clock_us(std::int64_t ticks, std::int64_t arrival_un
       ++stats_.sender_reports;
     }
   }
-  const std::int64_t target = have_sr_ ? sr_target_us_ : arrival_target;
   if (!have_offset_) {
     have_offset_ = true;
-    offset_us_ = target;
-    adjusted_at_ = ticks;
-  } else if (ticks > adjusted_at_) {
+    offset_us_ = have_sr_ ? sr_target_us_ : arrival_target;
+    min_arrival_target_ = arrival_target;
+    first_ticks_ = adjusted_at_ = ticks;
+    return media_us + offset_us_;
+  }
+  const bool startup = static_cast<double>(ticks_to_us(ticks - first_ticks_)) < opt_.startup_s * 1e6;
+  // A frame arrives after it was taken, never before: during start-up the earliest arrival is the
+  // best estimate (a burst of old frames at the start only raises the others).
+  if (startup) min_arrival_target_ = std::min(min_arrival_target_, arrival_target);
+  const std::int64_t target = have_sr_ ? sr_target_us_ : startup ? min_arrival_target_ : arrival_target;
+  if (ticks > adjusted_at_) {
     const double elapsed_us = static_cast<double>(ticks_to_us(ticks - adjusted_at_));
-    const auto limit = static_cast<std::int64_t>(elapsed_us * opt_.max_slew_ppm / 1e6);
+    const double ppm = startup ? opt_.startup_slew_ppm : opt_.max_slew_ppm;
+    const auto limit = static_cast<std::int64_t>(elapsed_us * ppm / 1e6);
     offset_us_ += std::clamp(target - offset_us_, -limit, limit);
     adjusted_at_ = ticks;
   }
