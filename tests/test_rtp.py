@@ -1046,7 +1046,7 @@ def test_wall_clock_of_a_camera_joined_mid_gop_converges_within_seconds_and_neve
     fps, burst = 10, 19  # 1.9 s of a GOP arrive together, at `base`
     captured_at = base - 1_900_000  # the true offset: frame 0 was taken 1.9 s before base
     prev = None
-    for i in range(0, 60 * fps):
+    for i in range(60 * fps):
         arrival = base if i <= burst else captured_at + i * 100_000 + 3_000  # 3 ms network
         wall = t.wall_clock_us(t.advance(1000 + i * 9000), arrival)
         if prev is not None:
@@ -1058,7 +1058,7 @@ def test_wall_clock_of_a_camera_joined_mid_gop_converges_within_seconds_and_neve
             assert 0 <= error <= 3_000 + 1
     # Settled: the usual 500 ppm from then on.
     t2 = _core.Timeline(startup_s=0)
-    for i in range(0, 30 * fps):
+    for i in range(30 * fps):
         arrival = base if i <= burst else captured_at + i * 100_000
         wall = t2.wall_clock_us(t2.advance(1000 + i * 9000), arrival)
     assert wall - (captured_at + i * 100_000) > 1_800_000
