@@ -143,6 +143,17 @@ def test_station_and_sites_announced_online(world: dict[str, Any]) -> None:
         assert retained[f"vmscore/{site}/available"] == b"online"
         assert retained[f"vmscore/{site}/station"] == STATION.encode()
     assert world["station"].health()["mqtt"]["connected"] is True
+    # A camera healthy from the start is announced online too (not only after an outage).
+    wait_until(
+        lambda: (
+            read_retained(world["broker"], "vmscore/school-1/corridor/status").get(
+                "vmscore/school-1/corridor/status"
+            )
+            == b"online"
+        ),
+        10,
+        "the camera's retained status online",
+    )
 
 
 def test_camera_motion_on_then_off(world: dict[str, Any]) -> None:

@@ -782,9 +782,9 @@ class RecorderImpl {
     g.info.path = g.relpath;
     // Clamped to the previous segment's end when they overlap by a converging clock (at most a
     // few seconds); a larger overlap is a clock that really jumped and is kept as it is.
-    const std::int64_t overlap = rec.last_segment_end_wall_us - au.wall_us;
-    g.info.start_wall_us = overlap > 0 && overlap <= kMaxClampUs ? rec.last_segment_end_wall_us
-                                                                 : au.wall_us;
+    const bool overlaps = rec.last_segment_end_wall_us > au.wall_us &&
+                          rec.last_segment_end_wall_us - au.wall_us <= kMaxClampUs;
+    g.info.start_wall_us = overlaps ? rec.last_segment_end_wall_us : au.wall_us;
     g.info.start_90k = au.dts_90k;
     const std::int64_t seg_len = rec.settings.segment_us;
     // The first instant at least half a segment away that is on this stream's rotation grid.

@@ -505,13 +505,16 @@ class Station:
             state.online = True
             state.playing_since_us = t
             state.last_error = ""
+            online = StationEvent(
+                "camera_online", t, site=state.config.site, camera=state.config.name
+            )
             if state.offline_reported:
                 state.offline_reported = False
-                self.post(
-                    StationEvent(
-                        "camera_online", t, site=state.config.site, camera=state.config.name
-                    )
-                )
+                self.post(online)
+            elif self.mqtt is not None:
+                # Not an event for the rules (nothing went offline), but integrators watching the
+                # camera's retained status topic must see it online from the start.
+                self.mqtt.publish_event(online)
             self.hub.publish(self._camera_message(state))
         elif e.kind in ("stalled", "disconnected", "error", "reconnecting"):
             if e.reason:
