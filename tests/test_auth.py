@@ -1019,12 +1019,17 @@ def test_store_is_safe_across_threads(store: UserStore) -> None:
     """FastAPI runs the routes in a thread pool: concurrent writes keep one valid audit chain."""
     errors: list[BaseException] = []
 
+    # One user per thread: a user keeps at most 50 sessions, so 8 threads sharing one would
+    # evict each other's sessions between creating and reading them.
+    for n in range(8):
+        store.add_user(f"worker{n}", PASSWORD, "operator")
+
     def work(n: int) -> None:
         try:
             for i in range(40):
-                session_id, _ = store.create_session("root", ip=f"10.0.0.{n}")
+                session_id, _ = store.create_session(f"worker{n}", ip=f"10.0.0.{n}")
                 assert store.session(session_id) is not None
-                store.audit("root", "alarm.ack", f"{n}-{i}")
+                store.audit(f"worker{n}", "alarm.ack", f"{n}-{i}")
         except BaseException as e:
             errors.append(e)
 
