@@ -1174,3 +1174,16 @@ def test_webhook_close_is_bounded_with_an_attempt_in_flight(
     wait_for(lambda: not _worker_running())
     assert s.stats()["sent"] == 1 and s.stats()["dropped"] == 1
     assert [path for _, path, _, _ in rx.requests] == ["/hook"]
+
+
+def test_camera_back_online_is_a_trigger_of_its_own() -> None:
+    """The offline rule's condition ends (its alarm may close) and a rule made for the return
+    fires, once per return."""
+    offline = rule("offline", "camera_offline")
+    back = rule("back", "camera_online")
+    engine = make([offline, back], [])
+    assert fired(engine.on_event(ev("camera_offline", T0, camera="gym"))) == ["offline"]
+    out = engine.on_event(ev("camera_online", T0 + 5 * S, camera="gym"))
+    assert [type(o).__name__ for o in out] == ["Ending", "Firing"]
+    assert fired(out) == ["back"] and out[0].rule.name == "offline"
+    assert fired(engine.on_event(ev("camera_online", T0 + 9 * S, camera="gym"))) == ["back"]

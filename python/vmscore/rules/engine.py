@@ -253,6 +253,10 @@ class RuleEngine:
         out: list[Firing | Ending] = []
         if event.is_end:
             self._end(event, out)
+            if event.kind == "camera_online":
+                # "Camera back" is also a trigger of its own (notify the technician), an
+                # instant: it ends the offline condition and may fire rules made for it.
+                self._begin(event, out)
         else:
             self._begin(event, out)
         return out

@@ -78,6 +78,7 @@ TriggerKind = Literal[
     "motion",
     "tamper",
     "camera_offline",
+    "camera_online",
     "recording_gap",
     "disk_trouble",
     "external",
