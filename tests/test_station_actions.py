@@ -80,7 +80,7 @@ def test_every_action_kind_is_carried_out(
         )  # fmt: skip
         with Station(doc) as station:
             wait_for(lambda: station.camera_state("hall").online, 15, "camera online")
-            time.sleep(3)  # some pre-roll in the ring
+            time.sleep(5)  # two GOPs of pre-roll in the ring
             ev = station.external_event("panic", camera="hall", data={"button": 3})
             alarm = wait_for(lambda: station.alarms.list(), 5, "the alarm")[0]
             assert alarm.title == "Panic button" and alarm.priority == "critical"
