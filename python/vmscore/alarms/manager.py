@@ -30,7 +30,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
-from typing import Any, Literal, overload
+from typing import Any, Literal, TypedDict, Unpack, overload
 
 from vmscore.alarms.models import (
     ALARM_STATES,
@@ -267,6 +267,22 @@ class _Edit:
     updates: dict[str, Any] = field(default_factory=dict)
     history: builtins.list[tuple[HistoryAction, str, str]] = field(default_factory=list)
     cause: str = "action"
+
+
+class AlarmFilter(TypedDict, total=False):
+    """What :meth:`AlarmManager.list` and :meth:`AlarmManager.count` select by (every given one
+    must match): alarms created in [since_us, until_us); ``text`` a case-insensitive substring of
+    the title, names, category or owner; ``scope`` what a user may see."""
+
+    states: Iterable[str] | str | None
+    sites: Iterable[str] | str | None
+    cameras: Iterable[str] | str | None
+    priorities: Iterable[str] | str | None
+    owner: str | None
+    since_us: int | None
+    until_us: int | None
+    text: str | None
+    scope: AlarmScope | None
 
 
 class AlarmManager:
@@ -967,19 +983,16 @@ class AlarmManager:
         with self._read() as db:
             return self._load(db, alarm_id)
 
-    def _where(
-        self,
-        *,
-        states: Iterable[str] | str | None,
-        sites: Iterable[str] | str | None,
-        cameras: Iterable[str] | str | None,
-        priorities: Iterable[str] | str | None,
-        owner: str | None,
-        since_us: int | None,
-        until_us: int | None,
-        text: str | None,
-        scope: AlarmScope | None,
-    ) -> tuple[str, builtins.list[Any]]:
+    def _where(self, **filters: Unpack[AlarmFilter]) -> tuple[str, builtins.list[Any]]:
+        states = filters.get("states")
+        sites = filters.get("sites")
+        cameras = filters.get("cameras")
+        priorities = filters.get("priorities")
+        owner = filters.get("owner")
+        since_us = filters.get("since_us")
+        until_us = filters.get("until_us")
+        text = filters.get("text")
+        scope = filters.get("scope")
         where: builtins.list[str] = []
         args: builtins.list[Any] = []
 
@@ -1032,26 +1045,15 @@ class AlarmManager:
     def list(
         self,
         *,
-        states: Iterable[str] | str | None = None,
-        sites: Iterable[str] | str | None = None,
-        cameras: Iterable[str] | str | None = None,
-        priorities: Iterable[str] | str | None = None,
-        owner: str | None = None,
-        since_us: int | None = None,
-        until_us: int | None = None,
-        text: str | None = None,
-        scope: AlarmScope | None = None,
         sort: SortOrder = "priority",
         limit: int = 100,
         offset: int = 0,
+        **filters: Unpack[AlarmFilter],
     ) -> builtins.list[Alarm]:
         """Alarms matching every given filter (created in [since_us, until_us); ``text`` is a
         case-insensitive substring of the title, names, category or owner; ``scope`` keeps what
         a user may see). ``priority`` sorts the most urgent first, then the newest."""
-        where, args = self._where(
-            states=states, sites=sites, cameras=cameras, priorities=priorities, owner=owner,
-            since_us=since_us, until_us=until_us, text=text, scope=scope,
-        )  # fmt: skip
+        where, args = self._where(**filters)
         if sort == "priority":
             levels = " ".join("WHEN ? THEN ?" for _ in self.settings.priorities)
             order = f"CASE priority {levels} END, created_us DESC, id DESC"
@@ -1073,24 +1075,9 @@ class AlarmManager:
             ).fetchall()
             return [self._alarm(r) for r in rows]
 
-    def count(
-        self,
-        *,
-        states: Iterable[str] | str | None = None,
-        sites: Iterable[str] | str | None = None,
-        cameras: Iterable[str] | str | None = None,
-        priorities: Iterable[str] | str | None = None,
-        owner: str | None = None,
-        since_us: int | None = None,
-        until_us: int | None = None,
-        text: str | None = None,
-        scope: AlarmScope | None = None,
-    ) -> int:
+    def count(self, **filters: Unpack[AlarmFilter]) -> int:
         """How many alarms :meth:`list` would return without a limit."""
-        where, args = self._where(
-            states=states, sites=sites, cameras=cameras, priorities=priorities, owner=owner,
-            since_us=since_us, until_us=until_us, text=text, scope=scope,
-        )  # fmt: skip
+        where, args = self._where(**filters)
         with self._read() as db:
             return int(db.execute(f"SELECT COUNT(*) FROM alarm{where}", args).fetchone()[0])
 
