@@ -210,10 +210,17 @@ def test_intrusion_alarm_workflow_offline_and_nuisances(station_world: dict[str,
             20,
             "end of the intrusion",
         )
-        time.sleep(4)  # post-roll, then the segment is finished
-        station.recorder.flush()
-        recs = op.get("/api/recordings", params={"camera": "yard"}).json()["recordings"]
-        assert recs, "no event recording of the intrusion"
+
+        def finished() -> list[dict[str, Any]]:
+            # After the post-roll the segment closes at the next keyframe and is indexed once it
+            # is fsynced: on a busy machine that takes a few seconds.
+            if station.recorder.stats("yard").recording:
+                return []
+            station.recorder.flush()
+            recs = op.get("/api/recordings", params={"camera": "yard"}).json()["recordings"]
+            return list(recs)
+
+        recs = wait_for(finished, 20, "the event recording of the intrusion, finished", step=0.5)
         assert recs[0]["start_us"] < round((enter_wall - 1.0) * 1e6)
         assert recs[-1]["end_us"] > round((enter_wall + 2) * 1e6)
         mp4 = op.get(
