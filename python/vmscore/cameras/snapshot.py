@@ -7,6 +7,7 @@ Threading: every function here blocks (decode, network) and is meant for a worke
 
 from __future__ import annotations
 
+import re
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -127,7 +128,8 @@ def redact(url: str) -> str:
     try:
         return _core.parse_url(url).redacted()
     except ValueError:
-        return "(an unreadable URL)"
+        # Not a URL the client reads (rtsps://, odd characters): still never show credentials.
+        return re.sub(r"^([A-Za-z][A-Za-z0-9+.-]*://)[^/@]*@", r"\1", url)
 
 
 def probe_streams(

@@ -33,7 +33,7 @@ from vmscore.alarms import (
     AlarmScope,
     AlarmStateError,
 )
-from vmscore.cameras.snapshot import NoPictureError, probe_streams
+from vmscore.cameras.snapshot import NoPictureError, probe_streams, redact
 from vmscore.errors import NoFootageError, VmsError
 from vmscore.record import StationKey
 from vmscore.station.config import ConfigError, dump_document
@@ -161,7 +161,7 @@ def _camera_json(station: Station, cfg: Any) -> dict[str, Any]:
     data["has_password"] = cfg.password is not None
     for key in ("main_url", "sub_url"):
         if data.get(key):
-            data[key] = _redact(data[key])
+            data[key] = redact(data[key])
     try:
         state = station.camera_state(cfg.name)
         data["online"] = state.online
@@ -169,10 +169,6 @@ def _camera_json(station: Station, cfg: Any) -> dict[str, Any]:
     except KeyError:
         data["online"] = False
     return data
-
-
-def _redact(url: str) -> str:
-    return re.sub(r"^(rtsps?://)[^/@]*@", r"\1", url)
 
 
 def _unrestricted(who: Principal) -> bool:
@@ -556,29 +552,19 @@ def _camera_router() -> APIRouter:
         assert cfg is not None
         return [z.model_dump(mode="json") for z in cfg.motion.zones]
 
+    def set_enabled(request: Request, who: Principal, camera: str, on: bool) -> dict[str, Any]:
+        _camera(request, who, camera)
+        edit = _edit_camera(camera, lambda c: c.update(enabled=on))
+        _change(request, who, edit, "camera.enable" if on else "camera.disable", camera)
+        return _camera_json(_station(request), _station(request).config.camera(camera))
+
     @r.post("/api/cameras/{camera}/enable")
     def enable(request: Request, camera: Name, who: AdminPrincipal) -> dict[str, Any]:
-        _camera(request, who, camera)
-        _change(
-            request,
-            who,
-            _edit_camera(camera, lambda c: c.update(enabled=True)),
-            "camera.enable",
-            camera,
-        )
-        return _camera_json(_station(request), _station(request).config.camera(camera))
+        return set_enabled(request, who, camera, True)
 
     @r.post("/api/cameras/{camera}/disable")
     def disable(request: Request, camera: Name, who: AdminPrincipal) -> dict[str, Any]:
-        _camera(request, who, camera)
-        _change(
-            request,
-            who,
-            _edit_camera(camera, lambda c: c.update(enabled=False)),
-            "camera.disable",
-            camera,
-        )
-        return _camera_json(_station(request), _station(request).config.camera(camera))
+        return set_enabled(request, who, camera, False)
 
     @r.delete("/api/cameras/{camera}", status_code=status.HTTP_204_NO_CONTENT)
     def remove_camera(request: Request, camera: Name, who: AdminPrincipal) -> Response:
@@ -623,7 +609,7 @@ def _camera_router() -> APIRouter:
         out = result.to_json()
         if result.snapshot_jpeg:
             out["snapshot_jpeg_base64"] = base64.b64encode(result.snapshot_jpeg).decode()
-        audit_action(request, who, "camera.test", _redact(body.main_url))
+        audit_action(request, who, "camera.test", redact(body.main_url))
         return out
 
     @r.post("/api/onvif/probe")
