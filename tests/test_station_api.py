@@ -28,6 +28,8 @@ import av
 import httpx
 import pytest
 import yaml
+from websockets.exceptions import ConnectionClosed, InvalidStatus
+from websockets.sync.client import connect as ws_connect
 
 from auth_helpers import BASE_URL, LoggedInClient, walk_routes
 from station_helpers import PASSWORDS, clip, document, http_server, login, wait_for, zones_of
@@ -350,7 +352,8 @@ def test_route_walk_denies_wrong_credentials_roles_and_csrf(world: dict[str, Any
             c.user, c.password = role, PASSWORDS[role]
             c.relogin()  # through the real login route, as the document's user
             clients[role] = c
-        report = walk_routes(app, clients, anonymous)
+        # The UI's files (/static) are public: the page logs in by itself.
+        report = walk_routes(app, clients, anonymous, public_paths={"/static"})
     finally:
         for c in (anonymous, *clients.values()):
             c.close()
@@ -362,12 +365,15 @@ def test_route_walk_denies_wrong_credentials_roles_and_csrf(world: dict[str, Any
         "GET /api/openapi.json",
         "GET /api/docs",
         "GET /docs/oauth2-redirect",
+        "GET /static",
     }, public
     # The station's own routes are all there, each with the role the issue gives it.
     for route, policy in {
         "GET /api/cameras/{camera}/snapshot.jpg": "viewer",
         "GET /api/recordings/{camera}/video.mp4": "viewer",
         "GET /api/events": "viewer",
+        "WS /api/cameras/{camera}/live": "viewer",
+        "PUT /api/views/{name}": "viewer",
         "GET /metrics": "viewer",
         "POST /api/alarms/{alarm_id}/acknowledge": "operator",
         "POST /api/recordings/{camera}/export": "operator",
@@ -589,6 +595,95 @@ def test_snapshot_is_a_jpeg_of_the_camera_size(viewer: httpx.Client) -> None:
     wide = viewer.get("/api/cameras/lobby/snapshot.jpg", params={"width": 4000})
     assert wide.status_code == 200 and jpeg_size(wide.content) == (640, 360)
     assert viewer.get("/api/cameras/lot/snapshot.jpg", params={"width": -1}).status_code == 422
+
+
+class LiveVideo:
+    """A browser's view of ``/api/cameras/{camera}/live`` (websockets' client): the JSON messages,
+    the init segment and the media that follow, how the server closed."""
+
+    def __init__(
+        self, base: str, client: httpx.Client | None, camera: str, stream: str = "sub", **kw: Any
+    ) -> None:
+        headers = {"Origin": kw.pop("origin", base)}
+        if client is not None:
+            headers["Cookie"] = f"{SESSION_COOKIE}={client.cookies.get(SESSION_COOKIE)}"
+        url = base.replace("http://", "ws://") + f"/api/cameras/{camera}/live?stream={stream}"
+        self._connection = ws_connect(url, additional_headers=headers, open_timeout=10, **kw)
+        self.ws = self._connection.__enter__()
+        self.messages: list[dict[str, Any]] = []
+        self.init = b""
+        self.media = bytearray()
+        self.fragments = 0
+
+    def read(self, seconds: float, *, until_fragments: int = 10**9) -> LiveVideo:
+        deadline = time.monotonic() + seconds
+        expect_init = False
+        while time.monotonic() < deadline and self.fragments < until_fragments:
+            try:
+                msg = self.ws.recv(timeout=max(0.01, deadline - time.monotonic()))
+            except TimeoutError:
+                break
+            except ConnectionClosed:
+                break
+            if isinstance(msg, str):
+                self.messages.append(json.loads(msg))
+                expect_init = self.messages[-1]["type"] == "init"
+            elif expect_init:
+                self.init, expect_init = msg, False
+            else:
+                self.media += msg
+                self.fragments += msg.count(b"moof")
+        return self
+
+    def kinds(self, kind: str) -> list[dict[str, Any]]:
+        return [m for m in self.messages if m["type"] == kind]
+
+    def close_code(self) -> int | None:
+        with contextlib.suppress(ConnectionClosed, TimeoutError):
+            while True:
+                self.ws.recv(timeout=5)
+        return self.ws.close_code
+
+    def close(self) -> None:
+        self._connection.__exit__(None, None, None)
+
+
+def test_live_video_over_websocket(
+    world: dict[str, Any], admin: httpx.Client, northview: httpx.Client
+) -> None:
+    base = world["base"]
+    live = LiveVideo(base, admin, "lot").read(15, until_fragments=25)
+    try:
+        inits = live.kinds("init")
+        assert inits and inits[0]["role"] == "sub", live.messages
+        assert inits[0]["codec"].startswith("avc1.") and inits[0]["width"] == 320
+        assert live.kinds("status")[0]["state"] == "playing", live.messages
+        # It starts at a keyframe and decodes as it arrives: a browser's SourceBuffer would too.
+        assert live.fragments >= 25
+        with av.open(io.BytesIO(live.init + bytes(live.media)), format="mp4") as c:
+            frames = list(c.decode(video=0))
+        assert len(frames) >= 25 and frames[0].key_frame
+        assert (frames[0].width, frames[0].height) == (320, 180)
+    finally:
+        live.close()
+    main = LiveVideo(base, admin, "lot", "main").read(10, until_fragments=1)
+    main.close()
+    assert main.kinds("init")[0]["role"] == "main" and main.kinds("init")[0]["width"] == 640
+    # One muxing per stream whatever the viewers: the station's live figures say who watches.
+    stats = {s["stream_id"]: s for s in world["station"].live.stats()}
+    assert stats["lot@sub"]["mux_errors"] == 0
+
+    # A user without permission, an unknown camera: the same refusal, and no video.
+    for camera in ("lot-2", "no-such-camera"):
+        refused = LiveVideo(base, northview, camera).read(5)
+        assert refused.close_code() == 4403
+        assert [m["state"] for m in refused.kinds("status")] == ["forbidden"]
+        assert not refused.init and not refused.media
+    # No session, or a page of another origin using the operator's cookie: no handshake.
+    for client, origin in ((None, base), (admin, "http://evil.example")):
+        with pytest.raises(InvalidStatus) as e:
+            LiveVideo(base, client, "lot", origin=origin)
+        assert e.value.response.status_code == 403
 
 
 def test_motion_timeline(viewer: httpx.Client) -> None:

@@ -67,5 +67,6 @@ void register_rtsp(py::module_& m);
 void register_camera_server(py::module_& m);
 void register_record(py::module_& m);
 void register_motion(py::module_& m);
+void register_live(py::module_& m);
 
 }  // namespace vms::bind

@@ -15,4 +15,5 @@ PYBIND11_MODULE(_core, m) {
   vms::bind::register_camera_server(m);
   vms::bind::register_record(m);
   vms::bind::register_motion(m);
+  vms::bind::register_live(m);
 }

@@ -13,6 +13,7 @@
 
 #include <array>
 #include <cstdint>
+#include <optional>
 #include <span>
 #include <string>
 #include <vector>
@@ -54,6 +55,10 @@ struct MuxerOptions {
   std::uint32_t default_duration_90k = 3000;
   // Access units arrive in Annex-B; otherwise 4-byte length-prefixed.
   bool input_annexb = true;
+  // Media time 0 of the output. By default the first unit's dts, so every output starts at 0; a
+  // live view sets it so that the muxers it starts for one stream (after a change of parameter
+  // sets) continue one timeline. Units with a dts below it are refused.
+  std::optional<std::int64_t> origin_dts_90k;
 };
 
 // Where a fragment landed, for a recording index (seeking) and for live viewers.

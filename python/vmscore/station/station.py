@@ -25,6 +25,7 @@ import logging
 import os
 import queue
 import shutil
+import sqlite3
 import threading
 import time
 from collections.abc import Callable, Mapping
@@ -54,12 +55,21 @@ from vmscore.station.analysis import AnalysisPool, CameraAnalysis
 from vmscore.station.config import CameraConfig, StationConfig, validate_document
 from vmscore.station.events import StationEvent
 from vmscore.station.hub import EventHub, HubMessage
+from vmscore.station.live import LiveService
 from vmscore.station.store import MotionSample, StationStore
 from vmscore.web.auth import UserStore
 
 log = logging.getLogger("vmscore.station")
 
 TICK_S = 0.25
+DAY_US = 86_400 * 1_000_000
+RATE_WINDOW_US = DAY_US
+"""A storage location's write rate is measured over the recordings of this last stretch."""
+RATE_MIN_SPAN_US = 5 * 60 * 1_000_000
+"""Recordings spanning less than this give no rate (a station that has just started)."""
+USAGE_REFRESH_US = 60 * 1_000_000
+"""The recordings' figures of the health report are recomputed at most this often: they move
+slowly, and the UI polls the health every few seconds."""
 
 
 def now_us() -> int:
@@ -129,6 +139,7 @@ class Station:
         self.hub = EventHub()
         self.engine = _core.IngestEngine(queue_frames=8192)
         self.recorder = Recorder(self.engine, self.data_dir / "recordings.db", list(cfg.storage))
+        self.live = LiveService(self.engine)
         self.rules = RuleEngine(
             cfg.rules, cfg.time_profiles, camera=self._camera_info, is_armed=self.is_armed
         )
@@ -143,6 +154,7 @@ class Station:
         self.events_dropped = 0
         self._motion: list[MotionSample] = []
         self._motion_lock = threading.Lock()
+        self._usage: tuple[int, dict[str, dict[str, int | None]]] | None = None
         self._open: dict[str, _OpenRecording] = {}
         self._alarm_ids: dict[str, int] = {}  # alarm key -> the alarm raised for it
         self._cameras: dict[str, CameraState] = {}
@@ -260,6 +272,7 @@ class Station:
                 continue
             state.streams[role] = sid
             self._streams[sid] = (cam.name, role)
+            self.live.add_stream(sid)
         rec = cam.recording
         if "main" in state.streams:
             settings = RecordingSettings(
@@ -293,6 +306,7 @@ class Station:
             return
         for role, sid in state.streams.items():
             self._streams.pop(sid, None)
+            self.live.remove_stream(sid)
             with contextlib.suppress(KeyError):
                 self.recorder.remove_camera(name, role=role)
             try:
@@ -863,6 +877,7 @@ class Station:
         return out
 
     def health(self) -> dict[str, Any]:
+        usage = self._recording_usage()
         cams = []
         for n in self.camera_names():
             with contextlib.suppress(KeyError):  # removed since the names were taken
@@ -886,6 +901,7 @@ class Station:
                     },
                     # The writer's figures have no free space; /metrics reports it from here.
                     **_free_space(s.path),
+                    **self._storage_forecast(s.name, usage.get(s.name), _free_space(s.path)),
                 }
                 for s in self.recorder.storage_stats()
             ],
@@ -894,6 +910,35 @@ class Station:
             else {"connected": self.mqtt.connected, **self.mqtt.stats()},
             "sse_subscribers": self.hub.subscribers,
             "cameras": cams,
+        }
+
+    def _recording_usage(self) -> dict[str, dict[str, int | None]]:
+        """:func:`_recording_usage` of the index, at most once per :data:`USAGE_REFRESH_US`."""
+        t = now_us()
+        cached = self._usage
+        if cached is None or not 0 <= t - cached[0] < USAGE_REFRESH_US:
+            cached = (t, _recording_usage(self.recorder.index.path, t))
+            self._usage = cached
+        return cached[1]
+
+    def _storage_forecast(
+        self, name: str, usage: dict[str, int | None] | None, free: dict[str, int]
+    ) -> dict[str, Any]:
+        """A storage location's footage and retention forecast for the health report:
+        ``recorded_bytes`` (its indexed recordings), ``write_bytes_per_day`` (None until enough
+        is recorded), ``min_free_bytes`` (its floor) and ``days_until_floor``: how long its free
+        space lasts above the floor at that rate, after which retention deletes the oldest
+        footage (None without a rate or a free-space figure)."""
+        floor = next((s.min_free_bytes for s in self.config.storage if s.name == name), 0)
+        rate = usage.get("write_bytes_per_day") if usage else None
+        days = None
+        if rate and "free_bytes" in free:
+            days = round(max(0, free["free_bytes"] - floor) / rate, 2)
+        return {
+            "min_free_bytes": floor,
+            "recorded_bytes": usage.get("recorded_bytes", 0) if usage else 0,
+            "write_bytes_per_day": rate,
+            "days_until_floor": days,
         }
 
     # -- life ------------------------------------------------------------------------------------
@@ -910,6 +955,7 @@ class Station:
         if self.mqtt is not None:
             self.mqtt.stop()
         self.hub.close()
+        self.live.close()
         with self._lock:
             for name in list(self._cameras):
                 self._stop_camera(name)
@@ -937,6 +983,37 @@ def _free_space(path: str) -> dict[str, int]:
         return {"free_bytes": shutil.disk_usage(path).free}
     except OSError:
         return {}
+
+
+def _recording_usage(database: Path, at_us: int) -> dict[str, dict[str, int | None]]:
+    """Per storage location: ``recorded_bytes``, the bytes of its indexed recordings, and
+    ``write_bytes_per_day``, the bytes of its recordings that started in the last
+    :data:`RATE_WINDOW_US` over the time they span (a station up for an hour is measured over
+    that hour), None when they span less than :data:`RATE_MIN_SPAN_US`. Empty when the index
+    cannot be read.
+
+    Aggregates in SQL on a read-only connection of its own: the index's connection belongs to
+    the index thread's batched commits, and WAL lets this read while they write."""
+    since = at_us - RATE_WINDOW_US
+    out: dict[str, dict[str, int | None]] = {}
+    try:
+        db = sqlite3.connect(f"{database.resolve().as_uri()}?mode=ro", uri=True)
+        with contextlib.closing(db):
+            totals = db.execute("SELECT storage, SUM(bytes) FROM recording GROUP BY storage")
+            for storage, total in totals.fetchall():
+                recent, first, last = db.execute(
+                    "SELECT SUM(bytes), MIN(start_wall_us), MAX(end_wall_us) FROM recording"
+                    " WHERE storage = ? AND start_wall_us >= ?",
+                    (storage, since),
+                ).fetchone()
+                rate = None
+                if recent and last - first >= RATE_MIN_SPAN_US:
+                    rate = round(recent * DAY_US / (last - first))
+                out[str(storage)] = {"recorded_bytes": int(total or 0), "write_bytes_per_day": rate}
+    except sqlite3.Error as e:
+        log.warning("no storage figures from the recording index: %s", e)
+        return {}
+    return out
 
 
 class _Blank(dict[str, str]):

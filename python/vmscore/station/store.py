@@ -56,7 +56,17 @@ CREATE TABLE IF NOT EXISTS station_motion (
     grid BLOB NOT NULL,
     PRIMARY KEY (camera, second_us)
 ) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS station_view (
+    user TEXT NOT NULL,
+    name TEXT NOT NULL,
+    view TEXT NOT NULL,
+    updated_us INTEGER NOT NULL,
+    PRIMARY KEY (user, name)
+) WITHOUT ROWID;
 """
+
+MAX_VIEWS = 100
+"""Saved views per user."""
 
 CONFIG_HISTORY = 200
 """Configuration versions kept (older ones are pruned)."""
@@ -149,6 +159,38 @@ class StationStore:
                 "changed_us = excluded.changed_us, changed_by = excluded.changed_by",
                 (site, int(armed), _now_us(), by),
             )
+
+    # -- saved views of the operator's overview ------------------------------------------------
+
+    def views(self, user: str) -> list[dict[str, Any]]:
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT name, view, updated_us FROM station_view WHERE user = ? ORDER BY name",
+                (user,),
+            ).fetchall()
+        return [{"name": r[0], "view": json.loads(r[1]), "updated_us": r[2]} for r in rows]
+
+    def save_view(self, user: str, name: str, view: Mapping[str, Any]) -> None:
+        """Creates or replaces one of the user's views (ValueError beyond MAX_VIEWS)."""
+        with self._lock:
+            count = self._db.execute(
+                "SELECT COUNT(*) FROM station_view WHERE user = ? AND name != ?", (user, name)
+            ).fetchone()[0]
+            if count >= MAX_VIEWS:
+                raise ValueError(f"at most {MAX_VIEWS} saved views per user")
+            self._db.execute(
+                "INSERT INTO station_view (user, name, view, updated_us) VALUES (?, ?, ?, ?) "
+                "ON CONFLICT (user, name) DO UPDATE SET view = excluded.view, "
+                "updated_us = excluded.updated_us",
+                (user, name, json.dumps(dict(view), separators=(",", ":")), _now_us()),
+            )
+
+    def delete_view(self, user: str, name: str) -> bool:
+        with self._lock:
+            cur = self._db.execute(
+                "DELETE FROM station_view WHERE user = ? AND name = ?", (user, name)
+            )
+        return cur.rowcount > 0
 
     # -- bookmarks -----------------------------------------------------------------------------
 

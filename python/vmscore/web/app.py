@@ -18,13 +18,14 @@ import contextlib
 import json
 import re
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Body, Depends, FastAPI, HTTPException, Query, Request, status
 from fastapi import Path as PathParam
 from fastapi.responses import JSONResponse, PlainTextResponse, Response, StreamingResponse
+from fastapi.staticfiles import StaticFiles
 from pydantic import BaseModel, ConfigDict, Field
 
 from vmscore.alarms import (
@@ -50,9 +51,11 @@ from vmscore.web.auth import (
     audit_action,
     check_camera,
     install_auth,
+    principal_again,
     public,
     require,
 )
+from vmscore.web.live import live_router
 
 __all__ = ["create_app"]
 
@@ -120,6 +123,20 @@ class ExternalEventBody(_Body):
     camera: str | None = Field(default=None, max_length=64)
     site: str | None = Field(default=None, max_length=64)
     data: dict[str, Any] = Field(default_factory=dict)
+
+
+class ViewBody(_Body):
+    """A saved view of the operator's overview."""
+
+    layout: str = Field(default="auto", pattern=r"^(auto|[1-8]x[1-8])$")
+    group_by: Literal["site", "group", "none"] = "site"
+    group: str | None = Field(default=None, max_length=64)
+    """Only the cameras of this site or group (None: all)."""
+    cameras: list[Annotated[str, Field(max_length=64)]] | None = Field(
+        default=None, max_length=1000
+    )
+    """An explicit choice and order of cameras (None: all, by group and name)."""
+    page: int = Field(default=0, ge=0, le=1000)
 
 
 class TestCameraBody(_Body):
@@ -296,6 +313,27 @@ def _parse_range(header: str | None, size: int) -> tuple[int, int] | None:
     return start, end
 
 
+STATIC = Path(__file__).parent / "static"
+UI_HEADERS = {
+    # Everything the UI loads comes from the station itself.
+    "Content-Security-Policy": "default-src 'self'; img-src 'self' blob: data:; "
+    "media-src 'self' blob:; connect-src 'self'; script-src 'self'; style-src 'self'; "
+    "frame-ancestors 'none'; base-uri 'none'; form-action 'self'",
+    "X-Content-Type-Options": "nosniff",
+    "Referrer-Policy": "no-referrer",
+    "Cache-Control": "no-cache",
+}
+
+
+class _Static(StaticFiles):
+    """The UI's files, revalidated on every load (an upgraded station serves new modules)."""
+
+    def file_response(self, *args: Any, **kwargs: Any) -> Response:
+        response = super().file_response(*args, **kwargs)
+        response.headers.update(UI_HEADERS)
+        return response
+
+
 def create_app(station: Station, *, limiter: LoginLimiter | None = None) -> FastAPI:
     app = FastAPI(
         title="vmscore station",
@@ -314,6 +352,10 @@ def create_app(station: Station, *, limiter: LoginLimiter | None = None) -> Fast
         limiter or LoginLimiter(),
         secure_cookies=station.config.station.http.secure_cookies,
     )
+    app.mount("/static", _Static(directory=STATIC), name="static")
+    # Imported here: those routes build on this module's export code and checks.
+    from vmscore.web.exports import alarm_settings_router, export_router
+
     for router in (
         _status_router(),
         _camera_router(),
@@ -321,6 +363,10 @@ def create_app(station: Station, *, limiter: LoginLimiter | None = None) -> Fast
         _recording_router(),
         _config_router(),
         _event_router(),
+        _view_router(),
+        live_router(),
+        export_router(),
+        alarm_settings_router(),
     ):
         app.include_router(router)
 
@@ -345,10 +391,10 @@ def _status_router() -> APIRouter:
 
     @r.get("/", dependencies=[Depends(public)], include_in_schema=False)
     def root() -> Response:
-        """The operator's overview will be served here; until then, the API's documentation."""
-        from fastapi.responses import RedirectResponse
+        """The operator's UI (plain ES modules under /static; it logs in by itself)."""
+        from fastapi.responses import FileResponse
 
-        return RedirectResponse("/api/docs", status_code=status.HTTP_307_TEMPORARY_REDIRECT)
+        return FileResponse(STATIC / "index.html", headers=UI_HEADERS)
 
     @r.get("/api/live", dependencies=[Depends(public)])
     def live() -> dict[str, str]:
@@ -810,6 +856,64 @@ def _alarm_router() -> APIRouter:
 # -- recordings ---------------------------------------------------------------------------------
 
 
+def write_export(
+    request: Request,
+    who: Principal,
+    camera: str,
+    body: ExportBody,
+    progress: Callable[[int, int], None] | None = None,
+) -> dict[str, Any]:
+    """Writes the signed export of ``body``'s range of ``camera``, audits it and returns what the
+    export routes answer (the synchronous one and the jobs of :mod:`vmscore.web.exports`). The
+    caller has checked the camera and the range; ``progress(done, total)`` reports the bytes
+    written. Raises 404 when nothing was recorded in the range."""
+    st = _station(request)
+    out_dir = st.data_dir / "exports"
+    out_dir.mkdir(exist_ok=True)
+    # The name is claimed before writing: the same export asked twice in one instant (a
+    # double click) would otherwise write and sign one file twice at once.
+    stamp = time.time_ns() // 1000
+    while True:
+        name = f"{camera}-{body.start_us}-{body.end_us}-{stamp}.mp4"
+        try:
+            (out_dir / name).open("x").close()
+            break
+        except FileExistsError:
+            stamp += 1
+    key = StationKey.load_or_create(st.data_dir / "station.key")
+    try:
+        manifest = st.recorder.export_signed(
+            camera,
+            body.start_us,
+            body.end_us,
+            out_dir / name,
+            key=key,
+            exporter=who.user,
+            station=st.config.station.name,
+            progress=progress,
+        )
+    except NoFootageError as e:
+        (out_dir / name).unlink(missing_ok=True)
+        raise HTTPException(status.HTTP_404_NOT_FOUND, str(e)) from None
+    except BaseException:
+        (out_dir / name).unlink(missing_ok=True)
+        raise
+    audit_action(
+        request,
+        who,
+        "export",
+        camera,
+        {"start_us": body.start_us, "end_us": body.end_us, "reason": body.reason, "file": name},
+    )
+    return {
+        "file": name,
+        "manifest": manifest.name,
+        "bytes": (out_dir / name).stat().st_size,
+        "url": f"/api/exports/{name}",
+        "manifest_url": f"/api/exports/{manifest.name}",
+    }
+
+
 def _recording_router() -> APIRouter:
     r = APIRouter(tags=["recordings"])
 
@@ -898,50 +1002,7 @@ def _recording_router() -> APIRouter:
         files are then downloaded from /api/exports/NAME."""
         _camera(request, who, camera)
         _range(body.start_us, body.end_us)
-        st = _station(request)
-        out_dir = st.data_dir / "exports"
-        out_dir.mkdir(exist_ok=True)
-        # The name is claimed before writing: the same export asked twice in one instant (a
-        # double click) would otherwise write and sign one file twice at once.
-        stamp = time.time_ns() // 1000
-        while True:
-            name = f"{camera}-{body.start_us}-{body.end_us}-{stamp}.mp4"
-            try:
-                (out_dir / name).open("x").close()
-                break
-            except FileExistsError:
-                stamp += 1
-        key = StationKey.load_or_create(st.data_dir / "station.key")
-        try:
-            manifest = st.recorder.export_signed(
-                camera,
-                body.start_us,
-                body.end_us,
-                out_dir / name,
-                key=key,
-                exporter=who.user,
-                station=st.config.station.name,
-            )
-        except NoFootageError as e:
-            (out_dir / name).unlink(missing_ok=True)
-            raise HTTPException(status.HTTP_404_NOT_FOUND, str(e)) from None
-        except BaseException:
-            (out_dir / name).unlink(missing_ok=True)
-            raise
-        audit_action(
-            request,
-            who,
-            "export",
-            camera,
-            {"start_us": body.start_us, "end_us": body.end_us, "reason": body.reason, "file": name},
-        )
-        return {
-            "file": name,
-            "manifest": manifest.name,
-            "bytes": (out_dir / name).stat().st_size,
-            "url": f"/api/exports/{name}",
-            "manifest_url": f"/api/exports/{manifest.name}",
-        }
+        return write_export(request, who, camera, body)
 
     @r.get("/api/exports/{name}", response_class=Response)
     def download(
@@ -1164,6 +1225,36 @@ def _config_router() -> APIRouter:
     return r
 
 
+# -- saved views ----------------------------------------------------------------------------------
+
+
+def _view_router() -> APIRouter:
+    r = APIRouter(tags=["views"])
+
+    @r.get("/api/views")
+    def views(request: Request, who: ViewerPrincipal) -> list[dict[str, Any]]:
+        """The user's saved views of the overview."""
+        return _station(request).store.views(who.user)
+
+    @r.put("/api/views/{name}")
+    def save_view(
+        request: Request, name: Name, body: ViewBody, who: ViewerPrincipal
+    ) -> dict[str, Any]:
+        try:
+            _station(request).store.save_view(who.user, name, body.model_dump())
+        except ValueError as e:
+            raise HTTPException(status.HTTP_409_CONFLICT, str(e)) from None
+        return {"name": name, "view": body.model_dump()}
+
+    @r.delete("/api/views/{name}", status_code=status.HTTP_204_NO_CONTENT)
+    def delete_view(request: Request, name: Name, who: ViewerPrincipal) -> Response:
+        if not _station(request).store.delete_view(who.user, name):
+            raise HTTPException(status.HTTP_404_NOT_FOUND, "no such view")
+        return Response(status_code=status.HTTP_204_NO_CONTENT)
+
+    return r
+
+
 # -- events ---------------------------------------------------------------------------------------
 
 
@@ -1210,11 +1301,6 @@ def _event_router() -> APIRouter:
         cookie = request.cookies.get(SESSION_COOKIE)
         current = who
 
-        def recheck() -> Principal | None:
-            if authorization is not None:
-                return st.users.token(authorization.partition(" ")[2].strip())
-            return st.users.session(cookie) if cookie is not None else None
-
         def visible(camera: str | None, site: str | None) -> bool:
             return _visible(current, camera, site)
 
@@ -1241,7 +1327,9 @@ def _event_router() -> APIRouter:
                         return
                     now = time.monotonic()
                     if now - checked >= SSE_RECHECK_S:
-                        fresh = await asyncio.to_thread(recheck)
+                        fresh = await asyncio.to_thread(
+                            principal_again, st.users, authorization, cookie
+                        )
                         if fresh is None:
                             return
                         current, checked = fresh, now

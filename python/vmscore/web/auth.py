@@ -1472,6 +1472,17 @@ OperatorPrincipal = Annotated[Principal, Depends(require("operator"))]
 AdminPrincipal = Annotated[Principal, Depends(require("admin"))]
 
 
+def principal_again(
+    users: UserStore, authorization: str | None, cookie: str | None
+) -> Principal | None:
+    """The caller of a long-lived request (an event stream, live video) looked up again from
+    the credentials it opened with: None once the session ended, the user was disabled or the
+    token revoked; permissions as they are now."""
+    if authorization is not None:
+        return users.token(authorization.partition(" ")[2].strip())
+    return users.session(cookie) if cookie is not None else None
+
+
 def check_camera(principal: Principal, camera: str, site: str | None) -> None:
     """Raises 404 unless the principal may see the camera.
 

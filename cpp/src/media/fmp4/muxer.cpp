@@ -111,6 +111,9 @@ bool Muxer::add_units(ByteSpan au, std::int64_t pts, std::int64_t dts, bool keyf
     if (dts - last_dts_ > std::int64_t(std::numeric_limits<std::uint32_t>::max()))
       throw MuxError("gap between decode timestamps too large for one sample duration");
   }
+  if (opt_.origin_dts_90k && dts < *opt_.origin_dts_90k)
+    throw MuxError("decode timestamp " + std::to_string(dts) + " before the output's origin " +
+                   std::to_string(*opt_.origin_dts_90k));
   const std::int64_t cto = pts - dts;
   if (cto < std::numeric_limits<std::int32_t>::min() || cto > std::numeric_limits<std::int32_t>::max())
     throw MuxError("presentation and decode timestamps are too far apart");
@@ -134,7 +137,7 @@ bool Muxer::add_units(ByteSpan au, std::int64_t pts, std::int64_t dts, bool keyf
     if (keyframe || too_long) emit_fragment(dts, true);
   }
   if (first) {
-    base_dts_ = dts;
+    base_dts_ = opt_.origin_dts_90k.value_or(dts);
     const ByteSpan parts[1] = {init_};
     sink_.write(parts);
     offset_ += init_.size();
