@@ -32,6 +32,7 @@ export class LivePlayer {
     this.img = el("img", { alt: "", hidden: true });
     this.statusLine = el("div.live-status");
     this.element = el("div.live", { dataset: { camera, state: "connecting", mode: "mse" } }, this.video, this.img, this.statusLine);
+    this.element.vmsPlayer = this; // for diagnostics and the browser tests
     this.ws = null;
     this.ms = null;
     this.sb = null;
