@@ -7,6 +7,7 @@ import re
 import subprocess
 import sys
 import tomllib
+import zipfile
 from pathlib import Path
 
 import pytest
@@ -144,6 +145,11 @@ def test_wheel_installs_into_a_fresh_venv_and_passes_the_selftest(tmp_path: Path
     proc = run(sys.executable, "-m", "pip", "wheel", "--no-deps", "-w", wheels, ROOT, timeout=900)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     (wheel,) = wheels.glob("vmscore-*.whl")
+    # The operator's UI is part of the package: the station serves it from the installed files.
+    with zipfile.ZipFile(wheel) as z:
+        names = set(z.namelist())
+    for ui_file in ("index.html", "js/app.js", "js/live.js", "css/app.css"):
+        assert f"vmscore/web/static/{ui_file}" in names, ui_file
     venv = tmp_path / "venv"
     assert run(sys.executable, "-m", "venv", venv).returncode == 0
     python = venv / "bin" / "python"
