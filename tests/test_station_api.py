@@ -649,7 +649,10 @@ class LiveVideo:
 
 
 def test_live_video_over_websocket(
-    world: dict[str, Any], admin: httpx.Client, northview: httpx.Client
+    world: dict[str, Any],
+    admin: httpx.Client,
+    northview: httpx.Client,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     base = world["base"]
     live = LiveVideo(base, admin, "lot").read(15, until_fragments=25)
@@ -679,6 +682,15 @@ def test_live_video_over_websocket(
         assert refused.close_code() == 4403
         assert [m["state"] for m in refused.kinds("status")] == ["forbidden"]
         assert not refused.init and not refused.media
+    # Viewers are bounded per user: beyond, a clear refusal instead of more work.
+    monkeypatch.setattr("vmscore.station.live.MAX_VIEWERS_PER_USER", 1)
+    first = LiveVideo(base, northview, "lot").read(5, until_fragments=1)
+    try:
+        second = LiveVideo(base, northview, "lobby").read(5)
+        assert second.close_code() == 4404
+        assert "per user" in second.kinds("status")[0]["reason"], second.messages
+    finally:
+        first.close()
     # No session, or a page of another origin using the operator's cookie: no handshake.
     for client, origin in ((None, base), (admin, "http://evil.example")):
         with pytest.raises(InvalidStatus) as e:

@@ -21,12 +21,17 @@ from vmscore import _core
 log = logging.getLogger(__name__)
 
 POLL_S = 0.5
+MAX_VIEWERS = 1000
+"""Live viewers of the whole station; beyond it a new viewer is refused (ValueError)."""
+MAX_VIEWERS_PER_USER = 256
+"""Live viewers of one user (a few browsers with an 8x8 grid each)."""
 
 
 @dataclass
 class _Route:
     loop: asyncio.AbstractEventLoop
     queue: asyncio.Queue[_core.LiveChunk | None]
+    owner: str
 
 
 class LiveViewer:
@@ -68,14 +73,18 @@ class LiveService:
     def remove_stream(self, stream_id: str) -> None:
         self.hub.remove_stream(stream_id)
 
-    def open(self, stream_id: str) -> LiveViewer:
-        """A viewer of an ingest stream, fed on the running asyncio loop (ValueError when the
-        stream is not live)."""
+    def open(self, stream_id: str, owner: str = "") -> LiveViewer:
+        """A viewer of an ingest stream for user ``owner``, fed on the running asyncio loop
+        (ValueError when the stream is not live or the viewers' bounds are reached)."""
         loop = asyncio.get_running_loop()
-        route = _Route(loop, asyncio.Queue())
+        route = _Route(loop, asyncio.Queue(), owner)
         with self._lock:
             if self._stopping.is_set():
                 raise ValueError("the station is stopping")
+            if len(self._routes) >= MAX_VIEWERS:
+                raise ValueError(f"the station serves at most {MAX_VIEWERS} live viewers")
+            if sum(r.owner == owner for r in self._routes.values()) >= MAX_VIEWERS_PER_USER:
+                raise ValueError(f"at most {MAX_VIEWERS_PER_USER} live viewers per user")
             viewer = self.hub.open(stream_id)
             self._routes[viewer] = route
         return LiveViewer(self, viewer, route)

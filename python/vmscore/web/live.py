@@ -74,14 +74,15 @@ def live_router() -> APIRouter:
             streams = {}
         role = stream if stream in streams else "main"
         sid = streams.get(role)
-        viewer = None
-        if sid is not None:
-            with contextlib.suppress(ValueError):
-                viewer = station.live.open(sid)
-        if viewer is None:
+        if sid is None:
             await _refuse(
                 ws, "unavailable", "the camera's stream is not running", CLOSE_UNAVAILABLE
             )
+            return
+        try:
+            viewer = station.live.open(sid, who.user)
+        except ValueError as e:  # the stream went away, or too many viewers
+            await _refuse(ws, "unavailable", str(e), CLOSE_UNAVAILABLE)
             return
         receiver = asyncio.create_task(_drain(ws))
         try:
