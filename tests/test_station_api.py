@@ -698,6 +698,31 @@ def test_live_video_over_websocket(
         assert e.value.response.status_code == 403
 
 
+def test_saved_views_belong_to_their_user(viewer: httpx.Client, northview: httpx.Client) -> None:
+    view = {"layout": "3x3", "group_by": "site", "group": "north", "cameras": None, "page": 1}
+    r = viewer.put("/api/views/night-shift", json=view)
+    assert r.status_code == 200, r.text
+    assert viewer.put("/api/views/night-shift", json={**view, "page": 0}).status_code == 200
+    assert viewer.get("/api/views").json() == [
+        {"name": "night-shift", "view": {**view, "page": 0}, "updated_us": ANY_INT}
+    ]
+    assert northview.get("/api/views").json() == []
+    assert northview.delete("/api/views/night-shift").status_code == 404
+    for bad in ({"layout": "9x9"}, {"group_by": "floor"}, {"page": -1}, {"extra": 1}):
+        assert viewer.put("/api/views/x", json=bad).status_code == 422, bad
+    assert viewer.put("/api/views/..", json=view).status_code in (404, 422)
+    assert viewer.delete("/api/views/night-shift").status_code == 204
+    assert viewer.get("/api/views").json() == []
+
+
+class _AnyInt:
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, int)
+
+
+ANY_INT = _AnyInt()
+
+
 def test_motion_timeline(viewer: httpx.Client) -> None:
     """Motion per second for the timeline: the car park's cars, as a score and a 16x16 grid."""
 
