@@ -157,3 +157,19 @@ def wait_for(predicate: Callable[[], Any], timeout: float, what: str, step: floa
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out after {timeout} s waiting for {what}")
         time.sleep(step)
+
+
+def finished_recordings(
+    station: Station, client: httpx.Client, camera: str, count: int = 3
+) -> list[dict[str, Any]]:
+    """The camera's recordings as the API lists them, once at least ``count`` are finished (the
+    recorder is asked to close its open segments meanwhile)."""
+
+    def finished() -> list[dict[str, Any]]:
+        station.recorder.flush()
+        r = client.get("/api/recordings", params={"camera": camera})
+        recs: list[dict[str, Any]] = r.json()["recordings"]
+        return recs if len(recs) >= count else []
+
+    found: list[dict[str, Any]] = wait_for(finished, 15, f"{count} finished segments", step=0.5)
+    return found

@@ -32,7 +32,16 @@ from websockets.exceptions import ConnectionClosed, InvalidStatus
 from websockets.sync.client import connect as ws_connect
 
 from auth_helpers import BASE_URL, LoggedInClient, walk_routes
-from station_helpers import PASSWORDS, clip, document, http_server, login, wait_for, zones_of
+from station_helpers import (
+    PASSWORDS,
+    clip,
+    document,
+    finished_recordings,
+    http_server,
+    login,
+    wait_for,
+    zones_of,
+)
 from vmscore.record import verify_export
 from vmscore.sim import CameraServer
 from vmscore.sim.onvif import OnvifSimulator, SimProfile
@@ -395,16 +404,7 @@ def test_route_walk_denies_wrong_credentials_roles_and_csrf(world: dict[str, Any
 @pytest.fixture(scope="module")
 def footage(world: dict[str, Any], viewer: httpx.Client) -> dict[str, Any]:
     """A range of lot's recorded footage (a few finished 2 s segments) and its MP4."""
-    station: Station = world["station"]
-
-    def finished() -> list[dict[str, Any]]:
-        station.recorder.flush()
-        recs: list[dict[str, Any]] = viewer.get("/api/recordings", params={"camera": "lot"}).json()[
-            "recordings"
-        ]
-        return recs if len(recs) >= 3 else []
-
-    recs = wait_for(finished, 15, "three finished segments", step=0.5)
+    recs = finished_recordings(world["station"], viewer, "lot")
     start = recs[0]["start_us"]
     end = min(recs[-1]["end_us"], start + 5_000_000)
     r = viewer.get("/api/recordings/lot/video.mp4", params={"start_us": start, "end_us": end})
