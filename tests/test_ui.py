@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 
 from browser_helpers import UiPage, chromium, video_advances
-from station_helpers import PASSWORDS, clip, document, http_server, wait_for, zones_of
+from station_helpers import PASSWORDS, clip, document, http_server, login, wait_for, zones_of
 from vmscore.sim import CameraServer
 from vmscore.sim.files import Clip, load_clip, write_clip
 from vmscore.station.station import Station
@@ -69,7 +69,12 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
         station = Station(doc)
         try:
             with http_server(station) as base, chromium() as browser:
-                yield {"station": station, "base": base, "browser": browser, "cs": cs}
+                api = {role: login(base, role) for role in ("viewer", "operator", "admin")}
+                try:
+                    yield {"station": station, "base": base, "browser": browser, "api": api}
+                finally:
+                    for client in api.values():
+                        client.close()
         finally:
             station.close()
 
@@ -158,5 +163,130 @@ def test_viewer_of_one_school_gets_no_video_of_the_other(world: dict[str, Any]) 
         )
         assert refused["code"] == 4403 and refused["binary"] == 0, refused
         assert [m["state"] for m in refused["messages"]] == ["forbidden"]
+    finally:
+        page.close()
+
+
+def api_alarm(world: dict[str, Any], alarm_id: int) -> dict[str, Any]:
+    got: dict[str, Any] = world["api"]["operator"].get(f"/api/alarms/{alarm_id}").json()
+    return got
+
+
+def test_intrusion_alarm_is_handled_in_the_alarm_manager(world: dict[str, Any]) -> None:
+    page = ui(world, "operator")
+    try:
+        # The intruder at the gate raises an alarm: its tile is framed in the priority's colour.
+        alarm_id = int(
+            page.wait(
+                "() => document.querySelector(\".tile[data-camera='gate'].alarm\")"
+                "?.dataset.alarmId",
+                timeout=40,
+                what="the gate's tile to show an alarm",
+            )
+        )
+        colour = page.js(
+            "() => getComputedStyle(document.querySelector(\".tile[data-camera='gate']\"))"
+            ".getPropertyValue('--alarm-colour').trim()"
+        )
+        assert colour == api_alarm(world, alarm_id)["colour"]
+        page.go("#/alarms")
+        row = f"tr[data-alarm-id='{alarm_id}']"
+        page.page.wait_for_selector(row, timeout=10_000)
+        assert "alarm-new" in (page.page.get_attribute(row, "class") or "")
+        page.page.click(row)
+        page.page.wait_for_selector(".alarm-detail [data-action='acknowledge']")
+        page.screenshot("alarm-manager")
+        page.page.click(".alarm-detail [data-action='acknowledge']")
+        wait_for(lambda: api_alarm(world, alarm_id)["state"] == "in_progress", 10, "acknowledged")
+        assert api_alarm(world, alarm_id)["owner"] == "operator"
+        page.page.wait_for_selector(f"{row}.alarm-in_progress", timeout=10_000)
+        # Its clip, from pre-roll on, loads (once its recording is on disk and indexed) and plays.
+        page.wait(
+            "() => document.querySelector('video.alarm-clip')?.readyState >= 2",
+            timeout=40,
+            what="the alarm's clip to load",
+        )
+        page.page.click("video.alarm-clip")  # the operator presses play
+        page.js("() => document.querySelector('video.alarm-clip').play()")
+        wait_for(video_advances(page, "video.alarm-clip", 1.0), 10, "the alarm's clip to play")
+        # Closed with a comment and a category.
+        page.page.click(".alarm-detail [data-action='close']")
+        page.page.select_option("dialog[open] select[name='category']", "False alarm")
+        page.page.fill("dialog[open] textarea[name='comment']", "a cat on the gate")
+        page.page.click("dialog[open] button[type='submit']")
+        closed = wait_for(
+            lambda: (a := api_alarm(world, alarm_id))["state"] == "closed" and a,
+            10,
+            "closed",
+        )
+        assert closed["category"] == "False alarm"
+        page.go("#/overview")
+        page.wait(
+            "() => document.querySelector(\".tile[data-camera='gate']\") &&"
+            " !document.querySelector(\".tile[data-camera='gate']\").dataset.alarmId",
+            what="the gate's tile without the closed alarm",
+        )
+    finally:
+        page.close()
+
+
+def test_playback_timeline_seeks(world: dict[str, Any]) -> None:
+    c = world["api"]["viewer"]
+    recs = wait_for(
+        lambda: c.get("/api/recordings", params={"camera": "hall"}).json()["recordings"],
+        30,
+        "a recording of the hall",
+    )
+    target = recs[0]["start_us"] + (recs[0]["end_us"] - recs[0]["start_us"]) // 2
+    page = ui(world, "viewer")
+    try:
+        page.go(f"#/playback/hall/{target}")
+        page.page.wait_for_selector("canvas.timeline-canvas")
+        page.wait("() => Number(document.querySelector('#page').dataset.windowStart) > 0")
+        start = int(page.js("() => document.querySelector('#page').dataset.windowStart"))
+        end = int(page.js("() => document.querySelector('#page').dataset.windowEnd"))
+        assert start <= target <= end
+        box = page.page.locator("canvas.timeline-canvas").bounding_box()
+        assert box is not None
+        x = (target - start) / (end - start) * box["width"]
+        page.page.mouse.click(box["x"] + x, box["y"] + box["height"] / 2)
+        wait_for(video_advances(page, "video.playback-video", 1.0), 20, "playback to play")
+        playhead = int(page.js("() => document.querySelector('#page').dataset.playheadUs"))
+        # Where it was clicked (a pixel of the window's width), plus what has played since.
+        assert target - 5_000_000 <= playhead <= target + 10_000_000, (target, playhead)
+    finally:
+        page.close()
+
+
+def test_zone_drawn_on_a_snapshot_persists(world: dict[str, Any]) -> None:
+    page = ui(world, "admin")
+    try:
+        page.go("#/admin/zones/hall")
+        canvas = page.page.locator("canvas.zone-canvas")
+        canvas.wait_for()
+        before = page.js("() => document.querySelectorAll('li[data-zone]').length")
+        page.page.click("[data-action='new-zone']")
+        box = canvas.bounding_box()
+        assert box is not None
+        corners = [(0.2, 0.3), (0.6, 0.3), (0.6, 0.8), (0.2, 0.8)]
+        for fx, fy in corners:
+            page.page.mouse.click(box["x"] + fx * box["width"], box["y"] + fy * box["height"])
+        page.page.keyboard.press("Enter")
+        page.page.click("[data-action='save-zones']")
+        c = world["api"]["admin"]
+        zones = wait_for(
+            lambda: c.get("/api/cameras/hall").json()["motion"]["zones"],
+            10,
+            "the zone in the camera's configuration",
+        )
+        (zone,) = zones
+        for (x, y), (fx, fy) in zip(zone["polygon"], corners, strict=True):
+            assert abs(x - fx) < 0.02 and abs(y - fy) < 0.02, zone
+        page.page.reload()
+        page.wait(
+            "n => document.querySelectorAll('li[data-zone]').length === n + 1",
+            before,
+            what="the saved zone after a reload",
+        )
     finally:
         page.close()

@@ -72,6 +72,10 @@ USAGE_REFRESH_US = 60 * 1_000_000
 slowly, and the UI polls the health every few seconds."""
 
 
+SNAPSHOT_CACHE = 128
+"""JPEGs of recent keyframes kept (per camera, keyframe and width)."""
+
+
 def now_us() -> int:
     return time.time_ns() // 1000
 
@@ -154,6 +158,8 @@ class Station:
         self.events_dropped = 0
         self._motion: list[MotionSample] = []
         self._motion_lock = threading.Lock()
+        self._snapshots: dict[tuple[str, int, int], bytes] = {}  # oldest first
+        self._snapshot_lock = threading.Lock()
         self._usage: tuple[int, dict[str, dict[str, int | None]]] | None = None
         self._open: dict[str, _OpenRecording] = {}
         self._alarm_ids: dict[str, int] = {}  # alarm key -> the alarm raised for it
@@ -348,7 +354,21 @@ class Station:
             units = self.recorder.units_from(camera, 0)
         except KeyError:
             raise NoPictureError(f"camera {camera!r} is not running") from None
-        return jpeg_from_units(units, max_width=max_width)
+        # The picture of a keyframe does not change: tiles that show stills (a codec the
+        # browser cannot play) ask every second, and decode only once per keyframe.
+        key = next(((u.stream_id, u.dts_90k) for u in units if u.is_keyframe), None)
+        if key is None:
+            return jpeg_from_units(units, max_width=max_width)
+        with self._snapshot_lock:
+            cached = self._snapshots.get((*key, max_width))
+        if cached is not None:
+            return cached
+        jpeg = jpeg_from_units(units, max_width=max_width)
+        with self._snapshot_lock:
+            self._snapshots[(*key, max_width)] = jpeg
+            while len(self._snapshots) > SNAPSHOT_CACHE:
+                self._snapshots.pop(next(iter(self._snapshots)))
+        return jpeg
 
     # -- sites -----------------------------------------------------------------------------------
 
@@ -892,23 +912,15 @@ class Station:
             "event_queue": self._events.qsize(),
             "analysis_threads": self.pool.threads,
             "storage": [
-                {
-                    **{
-                        k: getattr(s, k)
-                        for k in dir(s)
-                        if not k.startswith("_")
-                        and isinstance(getattr(s, k), int | float | str | bool)
-                    },
-                    # The writer's figures have no free space; /metrics reports it from here.
-                    **_free_space(s.path),
-                    **self._storage_forecast(s.name, usage.get(s.name), _free_space(s.path)),
-                }
+                self._storage_health(s, usage.get(s.name, {}))
                 for s in self.recorder.storage_stats()
             ],
             "mqtt": None
             if self.mqtt is None
             else {"connected": self.mqtt.connected, **self.mqtt.stats()},
             "sse_subscribers": self.hub.subscribers,
+            "live_viewers": self.live.viewers(),
+            "live_streams": [s for s in self.live.stats() if s["viewers"]],
             "cameras": cams,
         }
 
@@ -921,25 +933,32 @@ class Station:
             self._usage = cached
         return cached[1]
 
-    def _storage_forecast(
-        self, name: str, usage: dict[str, int | None] | None, free: dict[str, int]
+    def _storage_health(
+        self, stats: _core.StorageStats, usage: dict[str, int | None]
     ) -> dict[str, Any]:
-        """A storage location's footage and retention forecast for the health report:
-        ``recorded_bytes`` (its indexed recordings), ``write_bytes_per_day`` (None until enough
-        is recorded), ``min_free_bytes`` (its floor) and ``days_until_floor``: how long its free
-        space lasts above the floor at that rate, after which retention deletes the oldest
-        footage (None without a rate or a free-space figure)."""
-        floor = next((s.min_free_bytes for s in self.config.storage if s.name == name), 0)
-        rate = usage.get("write_bytes_per_day") if usage else None
-        days = None
-        if rate and "free_bytes" in free:
-            days = round(max(0, free["free_bytes"] - floor) / rate, 2)
-        return {
-            "min_free_bytes": floor,
-            "recorded_bytes": usage.get("recorded_bytes", 0) if usage else 0,
-            "write_bytes_per_day": rate,
-            "days_until_floor": days,
+        """A storage location's writer figures, free space and footage, and its retention
+        forecast: ``days_until_floor``, how long the free space above ``min_free_bytes`` lasts
+        at ``write_bytes_per_day``, after which retention deletes the oldest footage (None
+        without a rate or a free-space figure)."""
+        out: dict[str, Any] = {
+            k: getattr(stats, k)
+            for k in dir(stats)
+            if not k.startswith("_") and isinstance(getattr(stats, k), int | float | str | bool)
         }
+        # The writer's figures have no free space; /metrics reports it from here.
+        out.update(_free_space(stats.path))
+        floor = next((s.min_free_bytes for s in self.config.storage if s.name == stats.name), 0)
+        rate = usage.get("write_bytes_per_day")
+        days = None
+        if rate and "free_bytes" in out:
+            days = round(max(0, out["free_bytes"] - floor) / rate, 2)
+        out.update(
+            min_free_bytes=floor,
+            recorded_bytes=usage.get("recorded_bytes") or 0,
+            write_bytes_per_day=rate,
+            days_until_floor=days,
+        )
+        return out
 
     # -- life ------------------------------------------------------------------------------------
 
