@@ -1682,6 +1682,19 @@ def test_hostile_requests_get_4xx_never_500(
         expect(path, r, 404, 422)
         assert b"SQLite" not in r.content and b"PRIVATE" not in r.content
 
+    # The UI's files: only what is under its folder, to anyone, and nothing else.
+    assert op.get("/static/js/app.js").status_code == 200
+    for path in (
+        "/static/..%2Fapp.py",
+        "/static/%2e%2e/%2e%2e/station/station.py",
+        "/static/js/..%2F..%2Fauth.py",
+        "/static/%2Fetc%2Fpasswd",
+        "/static/js/%00.js",
+    ):
+        r = op.get(path)
+        expect(path, r, 400, 404)
+        assert b"import" not in r.content and b"root:" not in r.content
+
     # Camera names with odd characters answer like any unknown camera.
     odd = ("%00", "a%2Fb", "x" * 5000, "%C3%BCml%C3%A4ut", "..", "lot%0D%0AX-Evil:%201", "lot%20")
     for name in (*odd, "-lot", "lot*", "LOT", "lot-"):

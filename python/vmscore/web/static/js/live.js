@@ -119,7 +119,8 @@ export class LivePlayer {
       this.startStills(msg.codec);
       return;
     }
-    if (this.sb && msg.mime === this.mime) return; // same codec: the new init segment is appended in order
+    // A new init segment (the camera changed its parameters, or the server restarted the
+    // stream's timeline) gets a fresh MediaSource: nothing of the old timeline can overlap it.
     this.resetMedia();
     this.mime = msg.mime;
     const ms = new MediaSource();
