@@ -113,15 +113,16 @@ def _textured(width: int, height: int, frames: int) -> Iterator[npt.NDArray[np.u
 
 @contextmanager
 def ffmpeg_per_stream(
-    base: str, streams: int, output: Callable[[int], list[str]]
+    base: str, streams: int, output: Callable[[int], list[str]], stdout: int = subprocess.DEVNULL
 ) -> Iterator[list[subprocess.Popen[bytes]]]:
     """One `ffmpeg -rtsp_transport tcp -i URL ...` per camera cam0..cam{streams-1}, with the
-    output arguments `output(i)`; terminated (SIGTERM, so a muxer finishes its file) on exit."""
+    output arguments `output(i)`; terminated (SIGTERM, so a muxer finishes its file) on exit.
+    `stdout=subprocess.PIPE` to read what they write there (the caller reads and closes it)."""
     head = ["ffmpeg", "-nostdin", "-loglevel", "error", "-rtsp_transport", "tcp", "-i"]
     procs = [
         subprocess.Popen(
             [*head, f"{base}/cam{i}", *output(i)],
-            stdout=subprocess.DEVNULL,
+            stdout=stdout,
             stderr=subprocess.DEVNULL,
         )
         for i in range(streams)

@@ -63,7 +63,7 @@ void register_live(py::module_& m) {
                       "frame) muxed once and shared by its viewers, who start at the latest "
                       "keyframe and skip to the newest one when they fall behind.")
       .def(py::init([](ingest::IngestEngine& engine, double max_lag, std::size_t max_source_bytes,
-                       double keep, std::size_t max_chunk_bytes) {
+                       double keep, std::size_t max_chunk_bytes, double batch) {
              if (!(max_lag > 0 && max_lag <= 3600) || !(keep > 0 && keep <= 3600))
                throw py::value_error("max_lag and keep must be in (0, 3600] seconds");
              LiveOptions o;
@@ -71,12 +71,15 @@ void register_live(py::module_& m) {
              o.keep_90k = static_cast<std::int64_t>(keep * 90000.0 + 0.5);
              o.max_source_bytes = max_source_bytes;
              o.max_chunk_bytes = max_chunk_bytes;
+             if (!(batch >= 0 && batch <= 1)) throw py::value_error("batch must be in [0, 1] seconds");
+             o.batch_us = static_cast<std::int64_t>(batch * 1e6 + 0.5);
              return std::make_unique<LiveHub>(engine, o);
            }),
            py::keep_alive<1, 2>(), py::arg("engine"), py::kw_only(), py::arg("max_lag") = 1.0,
            py::arg("max_source_bytes") = std::size_t(16) << 20, py::arg("keep") = 5.0,
-           py::arg("max_chunk_bytes") = std::size_t(8) << 20,
-           "The engine is kept alive as long as the hub.")
+           py::arg("max_chunk_bytes") = std::size_t(8) << 20, py::arg("batch") = 0.002,
+           "The engine is kept alive as long as the hub. `batch`: seconds poll() waits after the "
+           "first ready viewer, so one wake-up serves many frames.")
       .def("add_stream", &LiveHub::add_stream, py::arg("stream_id"),
            py::call_guard<py::gil_scoped_release>(),
            "Subscribes to an engine stream (ValueError when the engine has no such stream).")

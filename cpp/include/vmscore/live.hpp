@@ -33,6 +33,9 @@ struct LiveOptions {
   std::size_t max_source_bytes = 16u << 20;  // fragments kept per watched stream
   std::int64_t keep_90k = 5 * 90000;         // ...and at most this much media time
   std::size_t max_chunk_bytes = 8u << 20;    // one poll() hands a viewer at most this much media
+  // After the first viewer is ready, poll() waits this much longer so that one wake-up serves the
+  // frames of many cameras (a wake-up per frame costs more than the muxing); 0: no batching.
+  std::int64_t batch_us = 2000;
 };
 
 // What poll() hands one viewer.

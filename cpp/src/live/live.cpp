@@ -8,6 +8,7 @@
 #include <mutex>
 #include <optional>
 #include <stdexcept>
+#include <thread>
 #include <unordered_map>
 
 #include "vmscore/error.hpp"
@@ -337,7 +338,7 @@ LiveChunk LiveHubImpl::take(Viewer& v) {
 LiveHub::LiveHub(ingest::IngestEngine& engine, LiveOptions options)
     : impl_(std::make_unique<LiveHubImpl>(engine, options)) {
   if (options.max_lag_90k <= 0 || options.keep_90k <= 0 || options.max_source_bytes == 0 ||
-      options.max_chunk_bytes == 0)
+      options.max_chunk_bytes == 0 || options.batch_us < 0 || options.batch_us > 1'000'000)
     throw std::invalid_argument("live options must be positive");
 }
 
@@ -430,8 +431,14 @@ void LiveHub::ack(std::uint64_t viewer) {
 
 std::size_t LiveHub::poll(std::vector<LiveChunk>& out, std::int64_t timeout_ms) {
   std::unique_lock<std::mutex> lock(impl_->mutex);
-  impl_->cv.wait_for(lock, std::chrono::milliseconds(timeout_ms < 0 ? 0 : timeout_ms),
-                     [&] { return impl_->woken || impl_->any_ready(); });
+  const bool ready =
+      impl_->cv.wait_for(lock, std::chrono::milliseconds(timeout_ms < 0 ? 0 : timeout_ms),
+                         [&] { return impl_->woken || impl_->any_ready(); });
+  if (ready && !impl_->woken && impl_->opt.batch_us > 0) {
+    lock.unlock();
+    std::this_thread::sleep_for(std::chrono::microseconds(impl_->opt.batch_us));
+    lock.lock();
+  }
   impl_->woken = false;
   std::size_t n = 0;
   for (auto& [id, v] : impl_->viewers) {

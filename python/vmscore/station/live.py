@@ -34,6 +34,11 @@ class _Route:
     owner: str
 
 
+def _deliver(batch: list[tuple[_Route, _core.LiveChunk]]) -> None:
+    for route, chunk in batch:
+        route.queue.put_nowait(chunk)
+
+
 class LiveViewer:
     """One viewer: ``await get()`` the next chunk (None when the service stopped), ``ack()``
     once it is sent, ``close()`` at the end."""
@@ -120,15 +125,20 @@ class LiveService:
             except Exception:  # pragma: no cover - a bug: log it and keep serving
                 log.exception("live view poll failed")
                 continue
-            for chunk in chunks:
-                with self._lock:
+            # One hand-off per asyncio loop and poll, not per chunk: each call_soon_threadsafe
+            # wakes the loop through its self-pipe.
+            batches: dict[asyncio.AbstractEventLoop, list[tuple[_Route, _core.LiveChunk]]] = {}
+            with self._lock:
+                for chunk in chunks:
                     route = self._routes.get(chunk.viewer)
-                if route is None:
-                    continue
+                    if route is not None:
+                        batches.setdefault(route.loop, []).append((route, chunk))
+            for loop, batch in batches.items():
                 try:
-                    route.loop.call_soon_threadsafe(route.queue.put_nowait, chunk)
-                except RuntimeError:  # its loop has closed: the viewer is gone
-                    self.close_viewer(chunk.viewer)
+                    loop.call_soon_threadsafe(_deliver, batch)
+                except RuntimeError:  # the loop has closed: its viewers are gone
+                    for _, chunk in batch:
+                        self.close_viewer(chunk.viewer)
 
     def close(self) -> None:
         """Ends every viewer (their get() returns None) and the feeding thread."""
