@@ -71,7 +71,14 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
             with http_server(station) as base, chromium() as browser:
                 api = {role: login(base, role) for role in ("viewer", "operator", "admin")}
                 try:
-                    yield {"station": station, "base": base, "browser": browser, "api": api}
+                    yield {
+                        "station": station,
+                        "base": base,
+                        "browser": browser,
+                        "api": api,
+                        "cs": cs,
+                        "lot_clip": carpark.directory,
+                    }
                 finally:
                     for client in api.values():
                         client.close()
@@ -288,5 +295,28 @@ def test_zone_drawn_on_a_snapshot_persists(world: dict[str, Any]) -> None:
             before,
             what="the saved zone after a reload",
         )
+    finally:
+        page.close()
+
+
+def test_tile_says_why_a_camera_is_not_live_and_recovers(world: dict[str, Any]) -> None:
+    page = ui(world, "viewer")
+    tile = ".grid .tile[data-camera='lot']"
+    try:
+        wait_for(video_advances(page, f"{tile} video", 1.0), 20, "lot playing")
+        world["cs"].remove_camera("lot")  # the camera vanishes from the network
+        page.wait(
+            f"() => document.querySelector({tile + ' .live'!r}).dataset.state === 'offline'",
+            timeout=20,
+            what="the tile to say the camera is offline",
+        )
+        assert "offline" in page.js(
+            f"() => document.querySelector({tile + ' .live-status'!r}).textContent"
+        )
+        page.wait(f"() => document.querySelector({tile + ' .badge.offline'!r})", what="badge")
+        world["cs"].add_camera("lot", world["lot_clip"])
+        # The station reconnects, and the tile plays again without anyone reloading the page.
+        wait_for(video_advances(page, f"{tile} video", 1.0), 40, "lot playing again")
+        page.wait(f"() => !document.querySelector({tile + ' .badge.offline'!r})", timeout=20)
     finally:
         page.close()

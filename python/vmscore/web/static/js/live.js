@@ -95,7 +95,9 @@ export class LivePlayer {
       this.bytes += ev.data.byteLength;
       if (this.element.dataset.mode !== "mse") return;
       this.retry = 0;
-      if (this.state !== "playing") this.setState("playing");
+      // Media means playing, unless the server said otherwise (the last frames before a camera
+      // went offline arrive after the news).
+      if (this.state === "connecting" || this.state === "error") this.setState("playing");
       this.queue.push(ev.data);
       this.pump();
     };
