@@ -2,10 +2,29 @@
 // poll() waits and copies with the GIL released; the engine's loop threads never touch Python.
 #include <pybind11/stl.h>
 
+#include <cstring>
+
 #include "common.hpp"
 #include "vmscore/live.hpp"
 
 namespace vms::bind {
+namespace {
+
+// The chunk's fragments joined into one bytes object: the only copy of the media on its way from
+// the camera to a viewer's socket.
+py::bytes joined_media(const live::LiveChunk& c) {
+  PyObject* out = PyBytes_FromStringAndSize(nullptr, static_cast<Py_ssize_t>(c.media_bytes));
+  if (!out) throw py::error_already_set();
+  char* dst = PyBytes_AS_STRING(out);
+  for (const BytesRef& f : c.media) {
+    const auto span = f.span();
+    std::memcpy(dst, span.data(), span.size());
+    dst += span.size();
+  }
+  return py::reinterpret_steal<py::bytes>(out);
+}
+
+}  // namespace
 
 void register_live(py::module_& m) {
   using namespace vms::live;
@@ -20,7 +39,7 @@ void register_live(py::module_& m) {
       .def_readonly("codec", &LiveChunk::codec, "RFC 6381 codec string (with an init segment).")
       .def_readonly("width", &LiveChunk::width)
       .def_readonly("height", &LiveChunk::height)
-      .def_property_readonly("media", [](const LiveChunk& c) { return to_pybytes(c.media); },
+      .def_property_readonly("media", &joined_media,
                              "Fragments (moof+mdat), one per frame, back to back.")
       .def_readonly("fragments", &LiveChunk::fragments)
       .def_readonly("skipped", &LiveChunk::skipped,

@@ -25,6 +25,7 @@
 
 #include "vmscore/bytes.hpp"
 #include "vmscore/ingest.hpp"
+#include "vmscore/shared_bytes.hpp"
 
 namespace vms::live {
 
@@ -46,7 +47,10 @@ struct LiveChunk {
   Bytes init;
   std::string codec;  // RFC 6381, with init
   std::uint32_t width = 0, height = 0;
-  Bytes media;                // fragments, back to back
+  // The fragments (moof+mdat, one per frame), shared with the stream's other viewers: nothing is
+  // copied until the caller joins them (once, into what it sends).
+  std::vector<BytesRef> media;
+  std::size_t media_bytes = 0;
   std::uint32_t fragments = 0;
   std::uint64_t skipped = 0;  // frames skipped since the previous chunk (a slow viewer)
   std::int64_t first_wall_us = 0, last_wall_us = 0;  // wall times of the first and last frame

@@ -316,8 +316,9 @@ LiveChunk LiveHubImpl::take(Viewer& v) {
         break;  // a new init segment: the next chunk starts with it
       }
       const auto span = f.data.span();
-      if (!c.media.empty() && c.media.size() + span.size() > opt.max_chunk_bytes) break;
-      c.media.insert(c.media.end(), span.begin(), span.end());
+      if (!c.media.empty() && c.media_bytes + span.size() > opt.max_chunk_bytes) break;
+      c.media.push_back(f.data);
+      c.media_bytes += span.size();
       c.last_wall_us = f.wall_us;
       ++c.fragments;
       ++i;
@@ -329,7 +330,7 @@ LiveChunk LiveHubImpl::take(Viewer& v) {
   v.in_flight = true;
   ++v.stats.chunks;
   v.stats.fragments += c.fragments;
-  v.stats.bytes += c.media.size() + c.init.size();
+  v.stats.bytes += c.media_bytes + c.init.size();
   return c;
 }
 
