@@ -268,9 +268,22 @@ export async function mount(container, params, ctx) {
     e.box.dataset.zoom = String(z);
   }
 
+  // The screen's full size where the browser allows it (a wall monitor), else the window's.
   function toggleFull() {
-    if (state.enlarged) state.enlarged.box.classList.toggle("fullscreen");
+    const e = state.enlarged;
+    if (!e) return;
+    if (document.fullscreenElement) {
+      document.exitFullscreen().catch(() => {});
+      return;
+    }
+    const on = !e.box.classList.contains("fullscreen");
+    e.box.classList.toggle("fullscreen", on);
+    if (on && e.box.requestFullscreen) e.box.requestFullscreen().catch(() => {});
   }
+  const onFullscreenChange = () => {
+    if (!document.fullscreenElement && state.enlarged) state.enlarged.box.classList.remove("fullscreen");
+  };
+  document.addEventListener("fullscreenchange", onFullscreenChange);
 
   function closeEnlarged() {
     const e = state.enlarged;
@@ -385,6 +398,7 @@ export async function mount(container, params, ctx) {
 
   return () => {
     document.removeEventListener("keydown", onKey, true);
+    document.removeEventListener("fullscreenchange", onFullscreenChange);
     pageHelp.splice(0, pageHelp.length);
     for (const f of off) f();
     closeEnlarged();
