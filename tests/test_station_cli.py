@@ -135,7 +135,11 @@ def test_demo_runs_nine_cameras_at_three_schools_and_stops_cleanly(tmp_path: Pat
             )
             r = c.get(f"/api/cameras/{cameras[0]['name']}/snapshot.jpg")
             assert r.status_code == 200 and r.content[:2] == b"\xff\xd8"
-        assert httpx.get(url + "/", follow_redirects=False).status_code == 307
+        # Its address opens the operator's UI.
+        page = httpx.get(url + "/", follow_redirects=False)
+        assert page.status_code == 200 and 'id="login-form"' in page.text
+        assert "default-src 'self'" in page.headers["content-security-policy"]
+        assert httpx.get(url + "/static/js/app.js").status_code == 200
         assert run.interrupt() == 0
     finally:
         run.kill()
