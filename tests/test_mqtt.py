@@ -296,18 +296,21 @@ def test_alarms_stats_and_raw_messages(broker: Broker, prefix: str, make_link) -
         assert link.wait_connected(10)
         first = {"id": 7, "state": "new", "priority": "high", "camera": "cam1"}
         second = {**first, "state": "in_progress", "user": "ops1"}
-        link.publish_alarm("north", "new", first)
-        link.publish_alarm("north", "update", second, before=first)
-        link.publish_alarm("north", "end", {**second, "state": "closed"}, before=second)
+        link.publish_alarm("north", "new", first, seq=11)
+        link.publish_alarm("north", "update", second, before=first, seq=12)
+        link.publish_alarm("north", "end", {**second, "state": "closed"}, before=second, seq=13)
         link.publish_stats({"cameras": 3, "fps": 74.5})
         link.publish(f"{prefix}/rules/door", "opened", qos=1, retain=True)
         link.publish(f"{prefix}/rules/bytes", b"\x00\x01", qos=0)
 
         got = sub.wait_for(alarms, count=3)
         assert [json.loads(m.payload) for m in got] == [
-            {"type": "new", "before": None, "after": first},
-            {"type": "update", "before": first, "after": second},
-            {"type": "end", "before": second, "after": {**second, "state": "closed"}},
+            {"type": t, "station": "st1", "seq": n, "before": b, "after": a}
+            for t, n, b, a in (
+                ("new", 11, None, first),
+                ("update", 12, first, second),
+                ("end", 13, second, {**second, "state": "closed"}),
+            )
         ]
         assert all(m.qos == 1 for m in got)
         sub.wait_for(f"{prefix}/rules/door", b"opened")

@@ -204,6 +204,8 @@ def test_motion_alarm_new_update_end(world: dict[str, Any]) -> None:
     )
     alarm = new["after"]
     assert new["before"] is None
+    # The change's number in the station's change log: a central consumer deduplicates by it.
+    assert new["station"] == station.config.station.name and new["seq"] >= 1
     assert (alarm["camera"], alarm["zone"], alarm["state"]) == ("corridor", "door-left", "new")
     aid = alarm["id"]
     with contextlib.closing(login(world["base"], "operator")) as op:
@@ -225,6 +227,7 @@ def test_motion_alarm_new_update_end(world: dict[str, Any]) -> None:
         sub, "school-1", lambda m: m["type"] == "end" and m["after"]["id"] == aid, "end on MQTT"
     )
     assert end["after"]["state"] == "closed" and end["before"]["state"] == "in_progress"
+    assert new["seq"] < upd["seq"] < end["seq"]
     kinds = [m["type"] for m in alarm_messages(sub, "school-1", aid)]
     assert kinds[0] == "new" and kinds[-1] == "end" and "update" in kinds
     assert not alarm_messages(sub, "school-2", aid), "an alarm goes to its own site only"

@@ -20,7 +20,8 @@ topic                                              retain  qos  payload
 ``<prefix>/<site>/events``                         no      cfg  every event of the site as JSON
                                                                 (``StationEvent.to_json()``)
 ``<prefix>/<site>/alarms``                         no      1    JSON ``{"type": "new" | "update" |
-                                                                "end", "before": {...} | null,
+                                                                "end", "station": ..., "seq": int,
+                                                                "before": {...} | null,
                                                                 "after": {...}}``
 ``<prefix>/<site>/<camera>/motion``                yes     cfg  ``ON`` while any motion (in any
                                                                 zone or the whole image), ``OFF``
@@ -644,12 +645,25 @@ class MqttLink:
         change: Literal["new", "update", "end"],
         alarm: Mapping[str, Any],
         before: Mapping[str, Any] | None = None,
+        *,
+        seq: int | None = None,
     ) -> None:
-        """An alarm's change on ``<prefix>/<site>/alarms`` (QoS 1, not retained)."""
+        """An alarm's change on ``<prefix>/<site>/alarms`` (QoS 1, not retained). ``seq``: the
+        change's number in the station's alarm change log, which grows across all its alarms and
+        survives restarts: QoS 1 may deliver a change twice and a bridge may reorder one, so a
+        consumer keeps the highest ``(station, seq)`` it applied and skips what it has seen."""
         if change not in ("new", "update", "end"):
             raise ValueError(f"alarm change {change!r} is not one of new, update, end")
         topic = f"{self._prefix}/{topic_segment(site, reserved=RESERVED_SITE_NAMES)}/alarms"
-        payload = _dumps({"type": change, "before": before, "after": alarm})
+        payload = _dumps(
+            {
+                "type": change,
+                "station": self._station,
+                "seq": seq,
+                "before": before,
+                "after": alarm,
+            }
+        )
         self._send_message(topic, payload, 1, False)
 
     def publish_camera_state(self, site: str, camera: str, state: Mapping[str, Any]) -> None:

@@ -463,7 +463,7 @@ class Station:
         )
         if self.mqtt is not None and alarm.site:
             before = change.before.model_dump(mode="json") if change.before else None
-            self.mqtt.publish_alarm(alarm.site, change.kind, payload, before)
+            self.mqtt.publish_alarm(alarm.site, change.kind, payload, before, seq=change.seq)
 
     def _on_mqtt_command(self, cmd: Any) -> None:
         self.post(lambda: self._mqtt_command(cmd))
