@@ -42,6 +42,7 @@ from station_helpers import (
     wait_for,
     zones_of,
 )
+from vmscore.cameras.snapshot import NoPictureError
 from vmscore.record import verify_export
 from vmscore.sim import CameraServer
 from vmscore.sim.onvif import OnvifSimulator, SimProfile
@@ -801,6 +802,27 @@ def test_recordings_list_and_mp4_with_http_range(
     assert r.status_code == 422
     sub = viewer.get("/api/recordings/lot/video.mp4", params={**params, "stream": "sub"})
     assert sub.status_code == 404  # the sub-stream is not recorded by default
+
+
+def test_the_last_seconds_play_before_their_segment_is_indexed(
+    world: dict[str, Any], viewer: httpx.Client
+) -> None:
+    """An alarm's clip is wanted at once: footage whose segment is still open comes from the
+    recorder's ring, as fragmented MP4 from the keyframe at or before the start."""
+    st: Station = world["station"]
+    now = st.camera_now_us("lot")
+    clip_bytes = st.recent_clip("lot", now - 1_500_000, now)
+    frames, width, height = mp4_video(clip_bytes)
+    assert (width, height) == (640, 360) and frames >= 10  # 1.5 s at 10 fps, from a keyframe
+    with pytest.raises(NoPictureError):
+        st.recent_clip("lot", now + 60_000_000, now + 61_000_000)
+    # Through the API, a range up to this instant plays, indexed or not.
+    r = viewer.get(
+        "/api/recordings/lot/video.mp4",
+        params={"start_us": now - 1_000_000, "end_us": st.camera_now_us("lot")},
+    )
+    assert r.status_code == 200 and r.headers["content-type"] == "video/mp4"
+    assert mp4_video(r.content)[0] >= 5
 
 
 # -- 7. signed export -------------------------------------------------------------------------

@@ -36,6 +36,7 @@ from typing import Any
 from vmscore import _core
 from vmscore.alarms import AlarmChange, AlarmManager
 from vmscore.cameras.snapshot import NoPictureError, jpeg_from_units
+from vmscore.errors import ParametersChangedError
 from vmscore.record import Recorder, RecorderNotice, RecordingSettings
 from vmscore.rules import (
     AlarmAction,
@@ -369,6 +370,31 @@ class Station:
             while len(self._snapshots) > SNAPSHOT_CACHE:
                 self._snapshots.pop(next(iter(self._snapshots)))
         return jpeg
+
+    def recent_clip(self, camera: str, start_us: int, end_us: int, *, role: str = "main") -> bytes:
+        """Fragmented MP4 of ``[start, end)`` from the recorder's ring: the footage of the last
+        seconds, which is on disk but not yet indexed while its segment is still open (an alarm
+        that just fired). Starts at the keyframe at or before ``start`` (or the oldest the ring
+        holds); stops at ``end`` or at a change of parameter sets. NoPictureError when the ring
+        holds nothing of the range."""
+        try:
+            units = self.recorder.units_from(camera, start_us, role=role)
+        except KeyError:
+            raise NoPictureError(f"camera {camera!r} is not recorded") from None
+        units = [u for u in units if u.kind == "video" and u.wall_time_us < end_us]
+        if not units or not units[0].is_keyframe or units[-1].wall_time_us < start_us:
+            raise NoPictureError("the camera's recent footage does not cover the range")
+        muxer = _core.Fmp4Muxer(
+            "h265" if units[0].codec == "h265" else "h264", units[0].parameter_sets, annexb=False
+        )
+        out = bytearray()
+        for u in units:
+            try:
+                out += muxer.add(u, u.pts_90k, u.dts_90k, u.is_keyframe)
+            except ParametersChangedError:
+                break
+        out += muxer.flush()
+        return bytes(out)
 
     # -- sites -----------------------------------------------------------------------------------
 

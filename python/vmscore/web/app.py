@@ -968,11 +968,23 @@ def _recording_router() -> APIRouter:
         Range requests are answered (seeking in a browser's video element)."""
         _camera(request, who, camera)
         _range(start_us, end_us)
+        st = _station(request)
+        read: Callable[[int, int], bytes]
         try:
-            plan = _station(request).recorder.export_plan(camera, start_us, end_us, role=stream)
+            plan = st.recorder.export_plan(camera, start_us, end_us, role=stream)
+            size, read = plan.size, plan.read
         except NoFootageError as e:
-            raise HTTPException(status.HTTP_404_NOT_FOUND, str(e)) from None
-        size = plan.size
+            # Not indexed yet: the last seconds, while their segment is still open, come from
+            # the recorder's ring (an alarm's clip right after it fired).
+            try:
+                recent = st.recent_clip(camera, start_us, end_us, role=stream)
+            except NoPictureError:
+                raise HTTPException(status.HTTP_404_NOT_FOUND, str(e)) from None
+            size = len(recent)
+
+            def read(pos: int, n: int) -> bytes:
+                return recent[pos : pos + n]
+
         rng = _parse_range(request.headers.get("range"), size)
         first, last = rng if rng is not None else (0, size)
 
@@ -980,7 +992,7 @@ def _recording_router() -> APIRouter:
             pos = first
             while pos < last:
                 n = min(1 << 20, last - pos)
-                yield plan.read(pos, n)
+                yield read(pos, n)
                 pos += n
 
         headers = {
