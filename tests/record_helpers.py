@@ -8,6 +8,7 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import TypeVar
 
 import av
 
@@ -16,13 +17,17 @@ from vmscore.record import Recorder, Recording, RecordingSettings, StorageLocati
 from vmscore.sim import CameraServer
 from vmscore.sim.encode import EncodedStream
 
+T = TypeVar("T")
 
-def wait_for(check: Callable[[], bool], timeout: float, what: str) -> None:
+
+def wait_for(check: Callable[[], T], timeout: float, what: str) -> T:
+    """Polls ``check`` until it returns something truthy, and returns that."""
     deadline = time.monotonic() + timeout
-    while not check():
+    while not (value := check()):
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out waiting for {what}")
         time.sleep(0.05)
+    return value
 
 
 def now_us() -> int:

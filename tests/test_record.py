@@ -55,6 +55,35 @@ def test_continuous_segments_rotate_at_keyframes_and_are_indexed(
     assert all(len(r.keyframe_positions()) >= 1 for r in rows)
 
 
+def test_rotation_is_staggered_across_cameras(tmp_path: Path, clip: EncodedStream) -> None:
+    """Eight cameras showing the same clip, started together: each rotates on its own grid
+    (its offset modulo the segment length, from its id), at the first keyframe after it, so their
+    segments do not all close and fsync in the same instant."""
+    seg = 4 * SEC
+    names = [f"cam{i}" for i in range(8)]
+    cameras = {n: RecordingSettings(storage="disk1", segment_s=seg / SEC) for n in names}
+    with recording_station(tmp_path, clip, cameras, flush_interval=0.5) as (_, _, rec):
+
+        def rotated() -> dict[str, list[int]]:
+            out = {n: [r.end_wall_us for r in rec.recordings(n) if r.end_reason == "rotated"]
+                   for n in names}  # fmt: skip
+            return out if all(out.values()) else {}
+
+        ends = wait_for(rotated, 30, "a rotation of every camera")
+        offsets = {n: rec.stats(n).rotation_offset_us for n in names}
+    assert all(0 <= o < seg for o in offsets.values()), offsets
+    # Spread: the offsets fall in at least three of the segment's four seconds.
+    assert len({o // SEC for o in offsets.values()}) >= 3, offsets
+    for n in names:
+        for end in ends[n]:
+            # The first keyframe (one a second) at or after the stream's grid line.
+            late = (end - offsets[n]) % seg
+            assert late <= 1.1 * SEC, (n, end, offsets[n], late)
+    # And so the cameras' rotations are not one burst: they cover at least three seconds.
+    phases = {((e % seg) // SEC) for v in ends.values() for e in v}
+    assert len(phases) >= 3, phases
+
+
 def test_ring_shares_buffers_starts_at_keyframes_and_is_bounded(
     tmp_path: Path, clip: EncodedStream
 ) -> None:

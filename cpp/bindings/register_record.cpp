@@ -88,6 +88,8 @@ void register_record(py::module_& m) {
       .def_readonly("gaps", &StreamRecordStats::gaps)
       .def_readonly("write_calls", &StreamRecordStats::write_calls)
       .def_readonly("current_segment_start_wall_us", &StreamRecordStats::current_segment_start_wall_us)
+      .def_readonly("rotation_offset_us", &StreamRecordStats::rotation_offset_us,
+                    "Where this stream rotates on the wall clock, modulo the segment length.")
       .def_readonly("last_error", &StreamRecordStats::last_error);
 
   py::class_<StorageStats>(m, "StorageStats")

@@ -196,6 +196,9 @@ struct StreamRecordStats {
   std::uint64_t segments = 0, bytes_written = 0, frames_written = 0, gaps = 0;
   std::uint64_t write_calls = 0;
   std::int64_t current_segment_start_wall_us = 0;
+  // Where on the wall clock this stream rotates, modulo segment_us: spread across streams so that
+  // a station's cameras do not all close and fsync their segments at the same instant.
+  std::int64_t rotation_offset_us = 0;
   std::string last_error;
 };
 

@@ -290,6 +290,7 @@ class RecorderImpl {
       // Rotation instants staggered across streams by a hash of the stream id.
       rec->rotate_offset_us = static_cast<std::int64_t>(
           std::hash<std::string>{}(settings.stream_id) % static_cast<std::uint64_t>(settings.segment_us));
+      rec->counters.rotation_offset_us = rec->rotate_offset_us;
       rec->counters.stream_id = settings.stream_id;
       rec->counters.camera = settings.camera;
       rec->counters.role = settings.role;
