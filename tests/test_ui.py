@@ -320,3 +320,30 @@ def test_tile_says_why_a_camera_is_not_live_and_recovers(world: dict[str, Any]) 
         page.wait(f"() => !document.querySelector({tile + ' .badge.offline'!r})", timeout=20)
     finally:
         page.close()
+
+
+def test_every_page_and_tab_loads_without_script_errors(world: dict[str, Any]) -> None:
+    """Each page and administration tab renders what the station has (its modules load only
+    when opened, so a broken one would otherwise go unnoticed); a viewer is told what the
+    administration requires."""
+    page = ui(world, "admin")
+    try:
+        for hash_, ready in (
+            ("#/admin/cameras", "document.querySelectorAll('[data-camera]').length >= 4"),
+            ("#/admin/rules", "document.querySelector(\"[data-rule='intrusion']\")"),
+            ("#/admin/users", "document.querySelector(\"[data-user='northview']\")"),
+            ("#/admin/health", "document.body.innerText.includes('Storage')"),
+            ("#/playback", "document.querySelectorAll('[data-camera]').length >= 4"),
+            ("#/alarms", "document.querySelector('.page-alarms table')"),
+        ):
+            page.go(hash_)
+            page.wait(f"() => !!({ready})", what=f"{hash_} to render")
+    finally:
+        page.close()
+    viewer = ui(world, "viewer")
+    try:
+        assert viewer.js("() => document.querySelector(\"#nav a[data-page='admin']\").hidden")
+        viewer.go("#/admin/users")
+        viewer.wait("() => document.body.innerText.includes('requires the admin role')")
+    finally:
+        viewer.close()
