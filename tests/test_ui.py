@@ -318,6 +318,15 @@ def test_tile_says_why_a_camera_is_not_live_and_recovers(world: dict[str, Any]) 
         # The station reconnects, and the tile plays again without anyone reloading the page.
         wait_for(video_advances(page, f"{tile} video", 1.0), 40, "lot playing again")
         page.wait(f"() => !document.querySelector({tile + ' .badge.offline'!r})", timeout=20)
+        # A change of the camera's settings restarts its stream: the tile follows by itself.
+        r = world["api"]["admin"].patch("/api/cameras/lot", json={"display_name": "Car park"})
+        assert r.status_code == 200, r.text
+        page.wait(
+            f"() => document.querySelector({tile + ' .live'!r}).dataset.state !== 'playing'",
+            timeout=10,
+            what="the tile to notice the restart",
+        )
+        wait_for(video_advances(page, f"{tile} video", 1.0), 30, "lot playing after the change")
     finally:
         page.close()
 

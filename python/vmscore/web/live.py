@@ -5,7 +5,8 @@ The protocol, server to browser:
 - text ``{"type": "status", "state": ..., "reason": ...}``: the stream's state (``playing``,
   ``connecting``, ``offline``, ``removed``) and, before the server closes, why a viewer gets no
   video (``forbidden``: no such camera or no permission, ``disabled``, ``unavailable``: the
-  stream is not running, ``stopping``: the station shuts down);
+  stream is not running, ``stopping``: the station shuts down, ``removed``: the camera was
+  removed or restarted with new settings, so the browser connects again);
 - text ``{"type": "init", "codec", "mime", "width", "height", "role"}`` followed by one binary
   message: an init segment (ftyp+moov) for a Media Source Extensions SourceBuffer, first and again
   whenever the camera changes its parameter sets;
@@ -41,6 +42,8 @@ CLOCK_S = 1.0
 CLOSE_FORBIDDEN = 4403
 CLOSE_UNAVAILABLE = 4404
 CLOSE_STOPPING = 4503
+CLOSE_RESTARTED = 4410
+"""The camera's stream was removed or restarted (its settings changed): connect again."""
 
 
 def _text(kind: str, **fields: Any) -> str:
@@ -150,6 +153,10 @@ async def _feed(
         chunk = get.result()
         if chunk is None:
             await _refuse(ws, "stopping", "the station is stopping", CLOSE_STOPPING)
+            return
+        if chunk.state == "removed":
+            # The viewer belongs to a stream that is gone; a restarted camera has a new one.
+            await _refuse(ws, "removed", chunk.reason, CLOSE_RESTARTED)
             return
         if chunk.state is not None:
             await ws.send_text(_text("status", state=chunk.state, reason=chunk.reason))

@@ -11,14 +11,14 @@ const STILL_INTERVAL_MS = 1000;
 const REASONS = {
   connecting: "connecting…",
   offline: "camera offline",
-  removed: "camera removed",
+  removed: "restarting",
   forbidden: "no permission",
   disabled: "camera disabled",
   unavailable: "not live",
   stopping: "station stopping",
   error: "connection lost",
 };
-const FINAL = new Set(["forbidden", "removed"]);
+const FINAL = new Set(["forbidden"]);
 
 export class LivePlayer {
   // camera: its name; stream: "sub" (grid tiles) or "main" (an enlarged camera).
@@ -82,7 +82,7 @@ export class LivePlayer {
       if (typeof ev.data === "string") {
         const msg = JSON.parse(ev.data);
         if (msg.type === "status") {
-          if (["forbidden", "disabled", "unavailable", "stopping"].includes(msg.state)) refused = msg.state;
+          if (["forbidden", "disabled", "unavailable", "stopping", "removed"].includes(msg.state)) refused = msg.state;
           this.setState(msg.state, msg.reason);
         } else if (msg.type === "init") this.onInit(msg);
         else if (msg.type === "clock") {
@@ -107,8 +107,9 @@ export class LivePlayer {
       if (this.element.dataset.mode === "jpeg") return; // stills go on without the socket
       if (refused && FINAL.has(refused)) return;
       if (!refused) this.setState("error");
-      // Back off: 1, 2, 4 … 15 s; a refused camera (disabled, not running) is asked less often.
-      const delay = refused ? 15000 : Math.min(15000, 1000 * 2 ** this.retry++);
+      // Back off: 1, 2, 4 … 15 s; a refused camera (disabled, not running) is asked less often;
+      // a camera restarted with new settings (removed) at once.
+      const delay = refused === "removed" ? 300 : refused ? 15000 : Math.min(15000, 1000 * 2 ** this.retry++);
       this.timer = setTimeout(() => this.connect(), delay);
     };
   }
