@@ -133,8 +133,18 @@ def test_demo_runs_nine_cameras_at_three_schools_and_stops_cleanly(tmp_path: Pat
                 "every demo camera online",
                 step=0.5,
             )
-            r = c.get(f"/api/cameras/{cameras[0]['name']}/snapshot.jpg")
-            assert r.status_code == 200 and r.content[:2] == b"\xff\xd8"
+            # Online is "playing"; a picture comes with the camera's first keyframe (503 before).
+            r = wait_for(
+                lambda: (
+                    (x := c.get(f"/api/cameras/{cameras[0]['name']}/snapshot.jpg")).status_code
+                    == 200
+                    and x
+                ),
+                15,
+                "a snapshot",
+                step=0.5,
+            )
+            assert r.content[:2] == b"\xff\xd8"
         # Its address opens the operator's UI.
         page = httpx.get(url + "/", follow_redirects=False)
         assert page.status_code == 200 and 'id="login-form"' in page.text
