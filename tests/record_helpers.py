@@ -5,29 +5,17 @@ from __future__ import annotations
 
 import hashlib
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import TypeVar
 
 import av
 
 import vmscore
+from station_helpers import wait_for as wait_for  # one polling helper for all tests
 from vmscore.record import Recorder, Recording, RecordingSettings, StorageLocation
 from vmscore.sim import CameraServer
 from vmscore.sim.encode import EncodedStream
-
-T = TypeVar("T")
-
-
-def wait_for(check: Callable[[], T], timeout: float, what: str) -> T:
-    """Polls ``check`` until it returns something truthy, and returns that."""
-    deadline = time.monotonic() + timeout
-    while not (value := check()):
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.05)
-    return value
 
 
 def now_us() -> int:
