@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import json
+import socket
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -173,3 +175,69 @@ def finished_recordings(
 
     found: list[dict[str, Any]] = wait_for(finished, 15, f"{count} finished segments", step=0.5)
     return found
+
+
+class EventStream:
+    """The station's server-sent events read on a thread: (event, data, id) in arrival order."""
+
+    def __init__(self, client: httpx.Client, last_event_id: str | None = None) -> None:
+        self.items: list[tuple[str, dict[str, Any], str | None]] = []
+        self.status: int | None = None
+        self._response: httpx.Response | None = None
+        self._client = client
+        self._headers = {"Last-Event-ID": last_event_id} if last_event_id is not None else {}
+        self._open = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+        assert self._open.wait(10), "the event stream did not open"
+        assert self.status == 200, self.status
+
+    def _run(self) -> None:
+        event, data, eid = "message", "", None
+        try:
+            timeout = httpx.Timeout(10.0, read=None)
+            with self._client.stream(
+                "GET", "/api/events", headers=self._headers, timeout=timeout
+            ) as r:
+                self.status, self._response = r.status_code, r
+                self._open.set()
+                for line in r.iter_lines():
+                    if line.startswith("event: "):
+                        event = line[7:]
+                    elif line.startswith("data: "):
+                        data = line[6:]
+                    elif line.startswith("id: "):
+                        eid = line[4:]
+                    elif line == "" and data:
+                        self.items.append((event, json.loads(data), eid))
+                        event, data, eid = "message", "", None
+        except (httpx.HTTPError, RuntimeError, OSError):
+            return
+        finally:
+            self._open.set()
+
+    def alarms(self, **match: Any) -> list[tuple[dict[str, Any], str | None]]:
+        """Alarm changes whose alarm has every field of ``match`` (``type`` matches the change)."""
+        out = []
+        for ev, data, eid in list(self.items):
+            if ev != "alarm":
+                continue
+            fields = {k: v for k, v in match.items() if k != "type"}
+            if "type" in match and data["type"] != match["type"]:
+                continue
+            if all(data["alarm"].get(k) == v for k, v in fields.items()):
+                out.append((data, eid))
+        return out
+
+    def close(self) -> None:
+        """Hangs up, so the server sees the disconnect and drops its subscription. (Closing the
+        socket while the reader waits in recv() would send nothing until data came in.)"""
+        if self._response is not None:
+            stream = self._response.extensions.get("network_stream")
+            sock = stream.get_extra_info("socket") if stream is not None else None
+            if sock is not None:
+                with contextlib.suppress(OSError):
+                    sock.shutdown(socket.SHUT_RDWR)
+        self._thread.join(timeout=5)
+        assert not self._thread.is_alive(), "the event stream reader did not stop"
+        self._client.close()

@@ -52,6 +52,7 @@ from vmscore.errors import VmsError
 from vmscore.motion import MotionSettings
 from vmscore.record.recorder import Mode, StorageLocation
 from vmscore.rules.models import Rule, TimeProfile
+from vmscore.station.central import CentralSettings
 from vmscore.station.mqtt import MqttSettings
 from vmscore.web.auth import UserConfig
 
@@ -111,6 +112,11 @@ class StationSettings(_Model):
     analysis_threads: int = Field(default=0, ge=0, le=256)
     """Decode and analysis threads (0: one per core)."""
     offline_after_s: float = Field(default=10.0, ge=1, le=600)
+    role: Literal["site", "central", "both"] | None = None
+    """``site``: records and analyses its own cameras and publishes to its broker (``mqtt``);
+    ``central``: aggregates every site (``central`` section) and records only cameras of its
+    own, if any; ``both``. None: ``both`` when there is a ``central`` section, else ``site``.
+    ``vmscore station --role`` overrides it."""
     """A camera is offline when it has delivered nothing for this long."""
 
 
@@ -192,6 +198,8 @@ class StationConfig(_Model):
     users: list[UserConfig] = Field(default_factory=list)
     mqtt: MqttSettings | None = None
     alarms: AlarmSettings = AlarmSettings()
+    central: CentralSettings | None = None
+    """Present on a central station: its broker and the sites' stations (see ``role``)."""
 
     @model_validator(mode="before")
     @classmethod
@@ -244,6 +252,12 @@ class StationConfig(_Model):
             some = ", ".join(listed[:10]) + (", ..." if len(listed) > 10 else "")
             return f"no {what} named {name!r} ({'known: ' + some if listed else 'none is'})"
 
+        if self.station.role in ("central", "both") and self.central is None:
+            problems.append(
+                (("station", "role"), f"role {self.station.role} needs a 'central' section")
+            )
+        if self.central is not None:
+            unique("central.stations", [r.name for r in self.central.stations])
         unique("sites", [s.name for s in self.sites])
         unique("cameras", [c.name for c in self.cameras])
         unique("storage", [s.name for s in self.storage])
@@ -633,9 +647,14 @@ def load_document(
     for s in storage if isinstance(storage, list) else []:
         if isinstance(s, dict) and "path" in s:
             s["path"] = fix(s["path"])
-    mqtt = data.get("mqtt")
-    if isinstance(mqtt, dict) and "ca_file" in mqtt:
-        mqtt["ca_file"] = fix(mqtt["ca_file"])
+    central = data.get("central")
+    central = central if isinstance(central, dict) else {}
+    remotes = central.get("stations")
+    for section in [data.get("mqtt"), central.get("mqtt")] + (
+        remotes if isinstance(remotes, list) else []
+    ):
+        if isinstance(section, dict) and "ca_file" in section:
+            section["ca_file"] = fix(section["ca_file"])
     return data, validate_document(data, origin=str(p), where=where)
 
 
@@ -655,21 +674,23 @@ def dump_document(data: Mapping[str, Any], *, secrets: Literal["env", "plain"] =
     doc = copy.deepcopy(dict(data))
     needed: list[str] = []
 
-    def hide(section: Any, kind: str) -> None:
-        if not isinstance(section, dict) or not section.get("password"):
+    def hide(section: Any, kind: str, key: str = "password") -> None:
+        if not isinstance(section, dict) or not section.get(key):
             return
         if secrets == "env":
-            name = (
-                _secret_name(kind, str(section.get("name", "")))
-                if kind != "MQTT"
-                else ("VMSCORE_MQTT_PASSWORD")
-            )
+            if kind in ("MQTT", "CENTRAL_MQTT"):
+                name = f"VMSCORE_{kind}_PASSWORD"
+            else:
+                name = _secret_name(kind, str(section.get("name", "")))
+            if key != "password":
+                name = name.removesuffix("_PASSWORD") + f"_{key.upper()}"
             # "gym-1" and "gym_1" (or "Gym_1") make the same variable name: number the others.
             n, unique = 1, name
             while unique in needed:
                 n += 1
-                unique = name.removesuffix("_PASSWORD") + f"_{n}_PASSWORD"
-            section["password"] = "${" + unique + "}"
+                stem, _, tail = name.rpartition("_")
+                unique = f"{stem}_{n}_{tail}"
+            section[key] = "${" + unique + "}"
             needed.append(unique)
 
     for cam in doc.get("cameras") or []:
@@ -677,6 +698,11 @@ def dump_document(data: Mapping[str, Any], *, secrets: Literal["env", "plain"] =
     for user in doc.get("users") or []:
         hide(user, "USER")
     hide(doc.get("mqtt"), "MQTT")
+    central = doc.get("central")
+    if isinstance(central, dict):
+        hide(central.get("mqtt"), "CENTRAL_MQTT")
+        for remote in central.get("stations") or []:
+            hide(remote, "STATION", "token")
     text = yaml.safe_dump(doc, sort_keys=False, allow_unicode=True, width=100)
     if needed:
         text = "# secrets read from the environment: " + ", ".join(needed) + "\n" + text

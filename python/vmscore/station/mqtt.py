@@ -15,6 +15,8 @@ topic                                              retain  qos  payload
                                                                 ``offline``: the last will
 ``<prefix>/station/<station>/stats``               yes     cfg  JSON from ``publish_stats``
 ``<prefix>/station/<station>/events``              no      cfg  JSON events that have no site
+``<prefix>/station/<station>/alarms``              no      1    alarms that have no site (as
+                                                                ``<prefix>/<site>/alarms``)
 ``<prefix>/<site>/available``                      yes     1    ``online`` / ``stopped``
 ``<prefix>/<site>/station``                        yes     1    the station serving the site
 ``<prefix>/<site>/events``                         no      cfg  every event of the site as JSON
@@ -23,6 +25,11 @@ topic                                              retain  qos  payload
                                                                 "end", "station": ..., "seq": int,
                                                                 "before": {...} | null,
                                                                 "after": {...}}``
+``<prefix>/<site>/cameras``                        yes     1    JSON list: the site's cameras
+                                                                (name, display name, group,
+                                                                streams, codec, size, online)
+``<prefix>/<site>/recordings``                     yes     1    JSON per camera: first and last
+                                                                recorded time, bytes, segments
 ``<prefix>/<site>/<camera>/motion``                yes     cfg  ``ON`` while any motion (in any
                                                                 zone or the whole image), ``OFF``
 ``<prefix>/<site>/<camera>/zones/<zone>/motion``   yes     cfg  ``ON`` / ``OFF`` for one zone
@@ -48,8 +55,10 @@ Commands (JSON objects of at most 64 KiB; unknown fields are refused):
 Commands are delivered at least once (QoS 1 may repeat one), so handlers must be idempotent
 (acknowledging an acknowledged alarm changes nothing). A command published with the retain flag
 is acted on when it is published, but refused when the broker replays it to a new subscription
-(it would otherwise run again after every reconnect). Commands published while the station is
-disconnected are not kept for it (clean sessions): a sender should check ``available`` first.
+(it would otherwise run again after every reconnect). The station's session is persistent
+(``session_expiry_s``, one hour by default): commands published while it is disconnected, or
+while its site's bridge is cut, wait at the broker and are acted on when it returns. With
+``session_expiry_s: 0`` the session is clean and such commands are lost.
 
 Availability: one connection has one last will, so only the station's ``available`` topic turns
 ``offline`` when the process dies; a site's ``available`` keeps its last value. A consumer watches
@@ -111,10 +120,14 @@ from vmscore.station.events import StationEvent
 __all__ = [
     "COMMANDS",
     "MAX_COMMAND_BYTES",
+    "RESERVED_CAMERA_NAMES",
+    "RESERVED_SITE_NAMES",
     "MqttCommand",
     "MqttLink",
     "MqttSettings",
     "check_topic",
+    "connect_async",
+    "make_client",
     "topic_segment",
 ]
 
@@ -208,6 +221,10 @@ class MqttSettings(BaseModel):
     reconnect_min_s: int = Field(default=1, ge=1, le=3600)
     reconnect_max_s: int = Field(default=30, ge=1, le=3600)
     """Reconnect attempts back off from min to max, doubling."""
+    session_expiry_s: int = Field(default=3600, ge=0, le=2**32 - 1)
+    """How long the broker keeps the station's session (its subscriptions and the commands
+    queued for it) while the station is away; 0: a clean session, nothing is kept. With MQTT
+    3.1.1 any value but 0 keeps the session until the broker's persistent_client_expiration."""
     ha_discovery: bool = False
     """Home Assistant MQTT discovery: not implemented yet, so true is refused."""
 
@@ -369,6 +386,51 @@ class _ClosingSSLSocket(ssl.SSLSocket):
             raise
 
 
+# --- connections (the station's link and the central station's consumer) ------------------------
+
+
+def make_client(settings: MqttSettings, client_id: str) -> paho.Client:
+    """A paho client for ``settings``: protocol, session kind, credentials, TLS and reconnect
+    back-off; callbacks are the caller's."""
+    s = settings
+    v5 = s.protocol == "5"
+    kwargs: dict[str, Any] = {} if v5 else {"clean_session": s.session_expiry_s == 0}
+    client = paho.Client(
+        CallbackAPIVersion.VERSION2,
+        client_id=client_id,
+        protocol=MQTTProtocolVersion.MQTTv5 if v5 else MQTTProtocolVersion.MQTTv311,
+        reconnect_on_failure=True,
+        **kwargs,
+    )
+    client.reconnect_delay_set(s.reconnect_min_s, s.reconnect_max_s)
+    if s.username is not None:
+        client.username_pw_set(s.username, s.password.get_secret_value() if s.password else None)
+    if s.tls:
+        try:
+            context = ssl.create_default_context(cafile=str(s.ca_file) if s.ca_file else None)
+        except (OSError, ValueError) as e:  # ssl.SSLError is an OSError
+            raise ValueError(f"mqtt TLS setup failed (ca_file {s.ca_file}): {e}") from e
+        context.sslsocket_class = _ClosingSSLSocket
+        client.tls_set_context(context)
+    return client
+
+
+def connect_async(client: paho.Client, settings: MqttSettings) -> None:
+    """Starts connecting ``client`` (made by :func:`make_client`) in the background: MQTT 5
+    announces the largest packet it takes and the session's expiry; a session expiry of 0 asks
+    for a clean start."""
+    s = settings
+    properties = None
+    kwargs: dict[str, Any] = {}
+    if s.protocol == "5":
+        properties = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]
+        properties.MaximumPacketSize = _MAX_PACKET_BYTES
+        if s.session_expiry_s:
+            properties.SessionExpiryInterval = s.session_expiry_s
+        kwargs["clean_start"] = s.session_expiry_s == 0
+    client.connect_async(s.host, s.port, keepalive=s.keepalive_s, properties=properties, **kwargs)
+
+
 _STAT_NAMES = ("published", "dropped", "commands", "bad_commands", "command_errors", "reconnects")
 
 
@@ -424,28 +486,7 @@ class MqttLink:
         self._client = self._make_client()
 
     def _make_client(self) -> paho.Client:
-        s = self._settings
-        v5 = s.protocol == "5"
-        kwargs: dict[str, Any] = {} if v5 else {"clean_session": True}
-        client = paho.Client(
-            CallbackAPIVersion.VERSION2,
-            client_id=s.client_id or f"vmscore-{self._station}",
-            protocol=MQTTProtocolVersion.MQTTv5 if v5 else MQTTProtocolVersion.MQTTv311,
-            reconnect_on_failure=True,
-            **kwargs,
-        )
-        client.reconnect_delay_set(s.reconnect_min_s, s.reconnect_max_s)
-        if s.username is not None:
-            client.username_pw_set(
-                s.username, s.password.get_secret_value() if s.password else None
-            )
-        if s.tls:
-            try:
-                context = ssl.create_default_context(cafile=str(s.ca_file) if s.ca_file else None)
-            except (OSError, ValueError) as e:  # ssl.SSLError is an OSError
-                raise ValueError(f"mqtt TLS setup failed (ca_file {s.ca_file}): {e}") from e
-            context.sslsocket_class = _ClosingSSLSocket
-            client.tls_set_context(context)
+        client = make_client(self._settings, self._settings.client_id or f"vmscore-{self._station}")
         client.will_set(self._station_available, b"offline", qos=1, retain=True)
         client.on_connect = self._on_connect
         client.on_connect_fail = self._on_connect_fail
@@ -470,15 +511,7 @@ class MqttLink:
                 self._phase = "new"
             raise
         s = self._settings
-        properties = None
-        connect_kwargs: dict[str, Any] = {}
-        if s.protocol == "5":
-            properties = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]
-            properties.MaximumPacketSize = _MAX_PACKET_BYTES
-            connect_kwargs["clean_start"] = True
-        self._client.connect_async(
-            s.host, s.port, keepalive=s.keepalive_s, properties=properties, **connect_kwargs
-        )
+        connect_async(self._client, s)
         self._client.loop_start()
         logger.info("MQTT link of station %r connecting to %s:%d", self._station, s.host, s.port)
 
@@ -641,20 +674,25 @@ class MqttLink:
 
     def publish_alarm(
         self,
-        site: str,
+        site: str | None,
         change: Literal["new", "update", "end"],
         alarm: Mapping[str, Any],
         before: Mapping[str, Any] | None = None,
         *,
         seq: int | None = None,
     ) -> None:
-        """An alarm's change on ``<prefix>/<site>/alarms`` (QoS 1, not retained). ``seq``: the
-        change's number in the station's alarm change log, which grows across all its alarms and
-        survives restarts: QoS 1 may deliver a change twice and a bridge may reorder one, so a
-        consumer keeps the highest ``(station, seq)`` it applied and skips what it has seen."""
+        """An alarm's change on ``<prefix>/<site>/alarms``, or for an alarm of no site (a disk,
+        the station itself) on ``<prefix>/station/<station>/alarms`` (QoS 1, not retained).
+        ``seq``: the change's number in the station's alarm change log, which grows across all
+        its alarms and survives restarts. QoS 1 may deliver a change twice and a bridge may
+        reorder one, so a consumer applies an alarm's state only when its ``version`` is newer,
+        and a jump in ``seq`` tells it that it missed changes (``GET /api/alarm-changes``)."""
         if change not in ("new", "update", "end"):
             raise ValueError(f"alarm change {change!r} is not one of new, update, end")
-        topic = f"{self._prefix}/{topic_segment(site, reserved=RESERVED_SITE_NAMES)}/alarms"
+        if site is not None:
+            topic = f"{self._prefix}/{topic_segment(site, reserved=RESERVED_SITE_NAMES)}/alarms"
+        else:
+            topic = f"{self._station_base}/alarms"
         payload = _dumps(
             {
                 "type": change,
@@ -675,6 +713,18 @@ class MqttLink:
         payload = _dumps(state)
         with self._lock:
             self._put_state(topic, payload)
+
+    def publish_site_state(
+        self, site: str, name: Literal["cameras", "recordings"], state: object
+    ) -> None:
+        """The site's camera inventory or recording summary as retained JSON (QoS 1)."""
+        if name not in ("cameras", "recordings"):
+            raise ValueError(f"site state {name!r} is not cameras or recordings")
+        topic = f"{self._prefix}/{topic_segment(site, reserved=RESERVED_SITE_NAMES)}/{name}"
+        payload = _dumps(state)
+        with self._lock:
+            if self._retained.get(topic) != payload:
+                self._put_state(topic, payload, qos=1)
 
     def publish_stats(self, stats: Mapping[str, Any]) -> None:
         """The station's statistics as retained JSON (the latest value only is kept)."""

@@ -31,7 +31,7 @@ import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from vmscore import _core
 from vmscore.alarms import AlarmChange, AlarmManager
@@ -53,6 +53,7 @@ from vmscore.rules import (
     WebhookSender,
 )
 from vmscore.station.analysis import AnalysisPool, CameraAnalysis
+from vmscore.station.central import Central
 from vmscore.station.config import CameraConfig, StationConfig, validate_document
 from vmscore.station.events import StationEvent
 from vmscore.station.hub import EventHub, HubMessage
@@ -109,7 +110,8 @@ class Station:
     """One monitoring station. ``document``: the configuration document (already validated or
     not; a :class:`~vmscore.station.config.ConfigError` says what is wrong).
 
-    ``reset``: replace the configuration kept in the database with ``document``.
+    ``reset``: replace the configuration kept in the database with ``document``. ``role``
+    overrides ``station.role`` (``site``, ``central`` or ``both``).
     """
 
     def __init__(
@@ -118,6 +120,7 @@ class Station:
         *,
         reset: bool = False,
         origin: str = "configuration",
+        role: Literal["site", "central", "both"] | None = None,
     ) -> None:
         cfg = validate_document(document, origin=origin)
         self.data_dir = Path(cfg.station.data_dir)
@@ -167,8 +170,16 @@ class Station:
         self._cameras: dict[str, CameraState] = {}
         self._streams: dict[str, tuple[str, str]] = {}  # stream id -> (camera, role)
         self._stopping = threading.Event()
+        self.role = role or cfg.station.role or ("both" if cfg.central else "site")
+        if self.role != "site" and cfg.central is None:
+            from vmscore.station.config import ConfigError
+
+            raise ConfigError(f"role {self.role} needs a 'central' section in the configuration")
+        self.central: Central | None = None
+        if self.role != "site" and cfg.central is not None:
+            self.central = Central(cfg.central, cfg.station.name, self.data_dir, self.hub)
         self.mqtt: Any = None
-        if cfg.mqtt is not None:
+        if cfg.mqtt is not None and self.role != "central":
             from vmscore.station.mqtt import MqttLink
 
             self.mqtt = MqttLink(
@@ -187,6 +198,9 @@ class Station:
         self._worker.start()
         if self.mqtt is not None:
             self.mqtt.start()
+            self.publish_site_state(recordings=False)
+        if self.central is not None:
+            self.central.start()
 
     # -- configuration ---------------------------------------------------------------------------
 
@@ -227,6 +241,7 @@ class Station:
             self.rules.update(cfg.rules, cfg.time_profiles)
             if self.mqtt is not None:
                 self.mqtt.refresh_sites()
+                self.publish_site_state(recordings=False)
         self.hub.publish(HubMessage("station", {"config_changed": reason, "by": user}))
         return cfg
 
@@ -487,7 +502,7 @@ class Station:
                 site=alarm.site,
             )
         )
-        if self.mqtt is not None and alarm.site:
+        if self.mqtt is not None:
             before = change.before.model_dump(mode="json") if change.before else None
             self.mqtt.publish_alarm(alarm.site, change.kind, payload, before, seq=change.seq)
 
@@ -651,6 +666,8 @@ class Station:
             # Events without a site (storage trouble, a station-wide external event) go to the
             # station's own events topic.
             self.mqtt.publish_event(ev)
+            if ev.kind in ("camera_online", "camera_offline"):
+                self.publish_site_state(recordings=False)  # the codec and size are known now
         self._apply(self.rules.on_event(ev))
 
     def _tick(self, t: int) -> None:
@@ -697,6 +714,69 @@ class Station:
                 self.mqtt.publish_camera_state(
                     state.config.site, state.config.name, self.camera_health(state.config.name)
                 )
+            self.publish_site_state()
+
+    def site_inventory(self) -> dict[str, list[dict[str, Any]]]:
+        """Per site, its cameras as the site publishes them to a central station (no URLs or
+        credentials): name, display name, group, enabled, online, streams, codec and size."""
+        out: dict[str, list[dict[str, Any]]] = {s.name: [] for s in self.config.sites}
+        with self._lock:
+            states = list(self._cameras.values())
+        for state in states:
+            c = state.config
+            video: dict[str, Any] = {}
+            main = state.streams.get("main")
+            if main is not None:
+                with contextlib.suppress(Exception):  # the stream is gone or not known yet
+                    st = self.engine.stats(main)
+                    video = {"codec": st.codec, "width": st.width, "height": st.height}
+            out.setdefault(c.site, []).append(
+                {
+                    "name": c.name,
+                    "display_name": c.display_name,
+                    "group": c.group,
+                    "enabled": c.enabled,
+                    "online": state.online,
+                    "streams": sorted(state.streams) or ["main"],
+                    **video,
+                }
+            )
+        return out
+
+    def recording_summary(self) -> dict[str, dict[str, dict[str, int]]]:
+        """Per site and camera: the first and last recorded wall time, bytes and segments."""
+        sites = {c.name: c.site for c in self.config.cameras}
+        out: dict[str, dict[str, dict[str, int]]] = {s.name: {} for s in self.config.sites}
+        try:
+            db = sqlite3.connect(f"{self.recorder.index.path.resolve().as_uri()}?mode=ro", uri=True)
+            with contextlib.closing(db):
+                rows = db.execute(
+                    "SELECT camera, MIN(start_wall_us), MAX(end_wall_us), SUM(bytes), COUNT(*)"
+                    " FROM recording GROUP BY camera"
+                ).fetchall()
+        except sqlite3.Error as e:
+            log.warning("no recording summary from the index: %s", e)
+            return out
+        for camera, first, last, size, count in rows:
+            site = sites.get(camera)
+            if site is not None:
+                out.setdefault(site, {})[camera] = {
+                    "first_us": first,
+                    "last_us": last,
+                    "bytes": size,
+                    "segments": count,
+                }
+        return out
+
+    def publish_site_state(self, *, recordings: bool = True) -> None:
+        """Publishes every site's camera inventory (and recording summary) over MQTT."""
+        if self.mqtt is None:
+            return
+        for site, cameras in self.site_inventory().items():
+            self.mqtt.publish_site_state(site, "cameras", cameras)
+        if recordings:
+            for site, summary in self.recording_summary().items():
+                self.mqtt.publish_site_state(site, "recordings", summary)
 
     # -- actions ---------------------------------------------------------------------------------
 
@@ -944,6 +1024,8 @@ class Station:
             "mqtt": None
             if self.mqtt is None
             else {"connected": self.mqtt.connected, **self.mqtt.stats()},
+            "role": self.role,
+            "central": None if self.central is None else self.central.stats(),
             "sse_subscribers": self.hub.subscribers,
             "live_viewers": self.live.viewers(),
             "live_streams": [s for s in self.live.stats() if s["viewers"]],
@@ -999,6 +1081,8 @@ class Station:
         self._dispatch.join(timeout=10)
         if self.mqtt is not None:
             self.mqtt.stop()
+        if self.central is not None:
+            self.central.close()
         self.hub.close()
         self.live.close()
         with self._lock:

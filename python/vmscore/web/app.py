@@ -354,6 +354,7 @@ def create_app(station: Station, *, limiter: LoginLimiter | None = None) -> Fast
     )
     app.mount("/static", _Static(directory=STATIC), name="static")
     # Imported here: those routes build on this module's export code and checks.
+    from vmscore.web.central import central_router
     from vmscore.web.exports import alarm_settings_router, export_router
 
     for router in (
@@ -367,6 +368,7 @@ def create_app(station: Station, *, limiter: LoginLimiter | None = None) -> Fast
         live_router(),
         export_router(),
         alarm_settings_router(),
+        central_router(),
     ):
         app.include_router(router)
 
@@ -839,6 +841,39 @@ def _alarm_router() -> APIRouter:
     ) -> dict[str, Any]:  # fmt: skip
         return act(request, who, alarm_id, "set_priority", body.priority,
                    expect_version=expect_version, detail={"priority": body.priority})  # fmt: skip
+
+    @r.get("/api/alarm-changes")
+    def alarm_changes(
+        request: Request,
+        who: ViewerPrincipal,
+        since: Annotated[int, Query(ge=0, lt=INT_LIMIT)] = 0,
+        limit: Annotated[int, Query(ge=1, le=1000)] = 1000,
+    ) -> dict[str, Any]:
+        """The alarm change log after ``since``, oldest first (what the MQTT ``alarms`` topic
+        carried, with the same ``seq``): how a central station fills a hole in what it
+        received. ``through`` is where the next page starts: every change up to it is in
+        ``changes`` or not the caller's to see (or was superseded by a later change of the same
+        alarm); ``more`` says whether to ask again."""
+        alarms = _station(request).alarms
+        newest = alarms.last_seq()  # read first: a change after it is on the next page
+        found = alarms.changes_since(since, limit)
+        more = len(found) == limit
+        through = found[-1].seq if more else max(newest, found[-1].seq if found else since)
+        return {
+            "station": _station(request).config.station.name,
+            "through": through,
+            "more": more,
+            "changes": [
+                {
+                    "seq": ch.seq,
+                    "type": ch.kind,
+                    "after": ch.alarm.model_dump(mode="json"),
+                    "before": ch.before.model_dump(mode="json") if ch.before else None,
+                }
+                for ch in found
+                if _visible_alarm(who, ch.alarm)
+            ],
+        }
 
     @r.get("/api/alarm-statistics/false-alarms")
     def false_alarms(
