@@ -181,6 +181,12 @@ def test_station_command_user_add_and_export(camera: CameraServer, tmp_path: Pat
     )  # fmt: skip
     assert check.returncode == 0, check.stderr
     assert "valid" in check.stderr
+    central = subprocess.run(
+        [sys.executable, "-m", "vmscore", "station", "--config", str(config), "--check",
+         "--role", "central"],
+        capture_output=True, text=True, env={**os.environ, **env}, timeout=60,
+    )  # fmt: skip
+    assert central.returncode == 2 and "needs a 'central' section" in central.stderr
 
     started_us = time.time_ns() // 1000
     run = Running(["station", "--config", str(config), "--port", "0"], env)

@@ -67,6 +67,9 @@ _StationName = Annotated[
 ]
 MAX_MESSAGE_BYTES = 1 << 20
 """Larger messages from the broker are counted as bad and ignored."""
+MAX_SITES = 10_000
+MAX_CAMERAS_PER_SITE = 10_000
+"""Bounds on what the broker can make the central station remember."""
 _QUEUE_MAX = 100_000
 _CATCH_UP_PAGES = 100
 """At most this many pages of 1000 changes per catch-up; the next catch-up goes on."""
@@ -546,7 +549,7 @@ class Central:
                     isinstance(c, dict) and isinstance(c.get("name"), str) for c in cams
                 ):
                     raise _BadMessageError("the camera inventory is not a list of cameras")
-                self._site_update(site, cameras=cams[:10_000])
+                self._site_update(site, cameras=cams[:MAX_CAMERAS_PER_SITE])
             elif what == "recordings":
                 rec = self._json(payload)
                 if not isinstance(rec, dict):
@@ -557,6 +560,9 @@ class Central:
             text = payload.decode("utf-8", "replace")[:32]
             with self._lock:
                 view = self._view(site)
+                known = camera in view.status or camera in view.motion
+                if not known and max(len(view.status), len(view.motion)) >= MAX_CAMERAS_PER_SITE:
+                    raise _BadMessageError(f"more than {MAX_CAMERAS_PER_SITE} cameras at {site}")
                 if what == "status":
                     view.status[camera] = text
                 elif what == "motion":
@@ -574,6 +580,8 @@ class Central:
         """With _lock held."""
         view = self._sites.get(site)
         if view is None:
+            if len(self._sites) >= MAX_SITES:
+                raise _BadMessageError(f"more than {MAX_SITES} sites")
             view = self._sites[site] = SiteView(site)
         return view
 

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import contextlib
+import enum
 import errno
 import logging
 import shutil
@@ -100,6 +101,12 @@ class _TerminatedError(Exception):
     """SIGTERM after the HTTP server has shut down."""
 
 
+class Role(enum.StrEnum):
+    site = "site"
+    central = "central"
+    both = "both"
+
+
 def station_cmd(
     config: Annotated[Path, typer.Option("--config", "-c", help="The station's YAML file.")],
     reset: Annotated[
@@ -109,6 +116,13 @@ def station_cmd(
     host: Annotated[str | None, typer.Option(help="Listen address (default: the file's).")] = None,
     port: Annotated[int | None, typer.Option(help="HTTP port (default: the file's).")] = None,
     check: Annotated[bool, typer.Option(help="Only validate the file and exit.")] = False,
+    role: Annotated[
+        Role | None,
+        typer.Option(
+            help="site: record and publish this station's cameras; central: aggregate the"
+            " sites of the 'central' section; both (default: the file's station.role)."
+        ),
+    ] = None,
     verbose: Annotated[bool, typer.Option("--verbose", "-v")] = False,
 ) -> None:
     """Run a monitoring station from a configuration file until Ctrl-C."""
@@ -121,6 +135,9 @@ def station_cmd(
     except ConfigError as e:
         err.print(f"[red]The configuration is not valid:[/red]\n{escape(str(e))}", highlight=False)
         raise typer.Exit(2) from None
+    if role is not None and role.value != "site" and cfg.central is None:
+        err.print(f"[red]--role {role.value} needs a 'central' section in {escape(str(config))}")
+        raise typer.Exit(2)
     if check:
         err.print(
             f"{escape(str(config))}: valid ({len(cfg.cameras)} cameras, {len(cfg.rules)} rules)",
@@ -131,7 +148,9 @@ def station_cmd(
     p = _check_port(h, port if port is not None else cfg.station.http.port)
     _logging(verbose)
     try:
-        station = Station(document, reset=reset, origin=str(config))
+        station = Station(
+            document, reset=reset, origin=str(config), role=None if role is None else role.value
+        )
     except ConfigError as e:
         err.print(
             f"[red]The stored configuration is not valid:[/red]\n{escape(str(e))}", highlight=False
