@@ -92,10 +92,14 @@ def test_site_state_follows_availability_and_the_bridge(central: Central) -> Non
         "vmscore/north/cameras", json.dumps([{"name": "gate", "online": True}]).encode()
     )
     central._message("vmscore/north/gate/motion", b"ON")
+    central._message("vmscore/north/gate/state", json.dumps({"fps": 25.0}).encode())
+    central._message("vmscore/north/gate/tamper", b'{"active":true,"flags":["covered"]}')
     view = central.site("north")
     assert view is not None and central.site_state(view) == "online"
     site = central.site_json(view, lambda camera: True)
-    assert site["cameras"][0]["motion"] is True and site["cameras"][0]["station"] == "north-st1"
+    cam = site["cameras"][0]
+    assert cam["motion"] is True and cam["station"] == "north-st1"
+    assert cam["health"] == {"fps": 25.0} and cam["tamper"] == ["covered"]
     assert central.find_camera("north-st1", "gate") == ("north", {"name": "gate", "online": True})
     central._message("$SYS/broker/connection/vmscore-bridge-north/state", b"0")
     assert central.site_state(view) == "link_down"
@@ -110,7 +114,17 @@ _LEVEL = st.one_of(
     st.text(max_size=12),
 )
 _KIND = st.sampled_from(
-    ["alarms", "available", "station", "cameras", "recordings", "status", "motion", "state"]
+    [
+        "alarms",
+        "available",
+        "station",
+        "cameras",
+        "recordings",
+        "status",
+        "motion",
+        "state",
+        "tamper",
+    ]
 )
 _JSON = st.recursive(
     st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=20),
@@ -153,3 +167,17 @@ def test_hostile_messages_never_raise(
     # Whatever came in, the stored alarms are well-formed and listable.
     for a in central.alarms(limit=1000):
         assert isinstance(a["id"], int) and isinstance(a["station"], str)
+
+
+def test_a_station_that_is_also_a_site_ignores_its_own_alarms(tmp_path: Path) -> None:
+    """``role: both``: its own site's alarms are its local ones, not listed twice."""
+    c = Central(
+        CentralSettings.model_validate({"mqtt": {"port": 9}}), "north-st1", tmp_path, EventHub()
+    )
+    try:
+        c._message("vmscore/north/alarms", change(1, alarm(1)))
+        c._message("vmscore/south/alarms", change(1, alarm(1, site="south"), "south-st1"))
+        assert [a["station"] for a in c.alarms()] == ["south-st1"]
+    finally:
+        c._pool.shutdown()
+        c._db.close()

@@ -123,6 +123,10 @@ class SiteView:
     recordings: dict[str, Any] = field(default_factory=dict)
     status: dict[str, str] = field(default_factory=dict)
     motion: dict[str, bool] = field(default_factory=dict)
+    health: dict[str, dict[str, Any]] = field(default_factory=dict)
+    """Per camera, its latest health (fps, bitrate, ...) as the site published it."""
+    tamper: dict[str, list[str]] = field(default_factory=dict)
+    """Per camera, the tamper flags active now."""
     updated_us: int = 0
 
 
@@ -314,6 +318,8 @@ class Central:
                     "online": view.status.get(name, "online" if cam.get("online") else "offline")
                     == "online",
                     "motion": view.motion.get(name, False),
+                    "tamper": view.tamper.get(name, []),
+                    "health": view.health.get(name),
                     "recordings": view.recordings.get(name),
                 }
             )
@@ -437,6 +443,8 @@ class Central:
             f"{p}/+/recordings",
             f"{p}/+/+/status",
             f"{p}/+/+/motion",
+            f"{p}/+/+/state",
+            f"{p}/+/+/tamper",
             f"{p}/station/+/available",
             f"{p}/station/+/alarms",
             "$SYS/broker/connection/+/state",
@@ -556,21 +564,40 @@ class Central:
                     raise _BadMessageError("the recording summary is not an object")
                 self._site_update(site, recordings=rec)
         elif len(levels) == 3:
-            site, camera, what = levels
-            text = payload.decode("utf-8", "replace")[:32]
-            with self._lock:
-                view = self._view(site)
-                known = camera in view.status or camera in view.motion
-                if not known and max(len(view.status), len(view.motion)) >= MAX_CAMERAS_PER_SITE:
-                    raise _BadMessageError(f"more than {MAX_CAMERAS_PER_SITE} cameras at {site}")
-                if what == "status":
-                    view.status[camera] = text
-                elif what == "motion":
-                    view.motion[camera] = text == "ON"
+            self._camera_message(levels[0], levels[1], levels[2], payload)
+
+    def _camera_message(self, site: str, camera: str, what: str, payload: bytes) -> None:
+        value: Any
+        if what in ("state", "tamper"):
+            value = self._json(payload)
+            if not isinstance(value, dict):
+                raise _BadMessageError(f"the camera's {what} is not an object")
+            if what == "tamper":
+                flags = value.get("flags")
+                if not isinstance(flags, list) or not all(isinstance(f, str) for f in flags):
+                    raise _BadMessageError("the tamper flags are not a list of names")
+                value = flags[:16]
+        elif what in ("status", "motion"):
+            value = payload.decode("utf-8", "replace")[:32]
+        else:
+            return
+        with self._lock:
+            view = self._view(site)
+            tables: dict[str, dict[str, Any]] = {
+                "status": view.status,
+                "motion": view.motion,
+                "state": view.health,
+                "tamper": view.tamper,
+            }
+            per_camera = tables[what]
+            if camera not in per_camera and len(per_camera) >= MAX_CAMERAS_PER_SITE:
+                raise _BadMessageError(f"more than {MAX_CAMERAS_PER_SITE} cameras at {site}")
+            per_camera[camera] = value == "ON" if what == "motion" else value
+        if what != "state":  # health comes every minute per camera: read it from the sites
             self._hub.publish(
                 HubMessage(
                     "remote_camera",
-                    {"site": site, "camera": camera, what: text},
+                    {"site": site, "camera": camera, what: value},
                     camera=camera,
                     site=site,
                 )
@@ -628,6 +655,8 @@ class Central:
             raise _BadMessageError("the alarm message names no station")
         if seq is not None and (type(seq) is not int or seq <= 0):
             raise _BadMessageError("the alarm message's seq is not a positive integer")
+        if station == self._station:
+            return  # a station that is also a site: its alarms are its own, listed locally
         after = data.get("after")
         fields = _alarm_fields(after)
         assert isinstance(after, dict)  # _alarm_fields refuses anything else
