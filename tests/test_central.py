@@ -8,7 +8,9 @@ acknowledged, and the reverse; a site whose link is cut keeps raising alarms and
 central once the link returns, exactly once, as do the commands central sent meanwhile; a lost
 alarm message is found by its ``seq`` and fetched over HTTP; a site's live video, recordings
 and exports come through the central station with the central station's token; permissions
-and hostile paths. Message rates and sizes for docs/capacity.md are printed with ``-s``."""
+and hostile paths. In a real browser logged in at central, the overview shows each site's
+cameras under its heading, playing live, and a site's alarm is acknowledged from the central
+alarm list. Message rates and sizes for docs/capacity.md are printed with ``-s``."""
 
 from __future__ import annotations
 
@@ -25,6 +27,7 @@ import httpx
 import pytest
 from websockets.sync.client import connect as ws_connect
 
+from browser_helpers import UiPage, chromium, video_advances
 from mqtt_bridge_helpers import CENTRAL_USER, BridgedSites, bridged_sites
 from station_helpers import PASSWORDS, EventStream, clip, document, http_server, login, wait_for
 from vmscore.sim import CameraServer
@@ -418,6 +421,7 @@ def test_central_permissions_and_hostile_paths(world: dict[str, Any]) -> None:
         "cameras/nosuch/snapshot.jpg",
         "cameras/gate/../../config",
         "recordings",
+        "alarms",
         "exports/other-1-2-3.mp4",
         "alarms/99999999/history",
     ):
@@ -448,6 +452,102 @@ def test_message_rates_for_the_capacity_model(world: dict[str, Any]) -> None:
     stats = world["central"].central.stats()
     report(f"central consumer: {json.dumps({k: stats[k] for k in ('messages', 'duplicates')})}")
     assert stats["bad_messages"] == 0
+
+
+def remote_tile(station: str) -> str:
+    return f".grid .tile[data-station='{station}'][data-camera='gate']"
+
+
+def test_central_overview_alarms_and_playback_in_the_browser(world: dict[str, Any]) -> None:
+    """The operator at central: every site under its heading with its link state, each site's
+    "gate" (the same name at three sites) playing live through central; a panic at north shows
+    on north's tile only, is acknowledged from the central alarm list and is in progress at the
+    site; north's recordings play at central."""
+    north = world["clients"]["north"]
+    # An open alarm of the same condition would take the panic as a re-trigger: start afresh.
+    for a in north.get("/api/alarms", params={"state": ["new", "in_progress", "on_hold"]}).json():
+        r = north.post(f"/api/alarms/{a['id']}/close", json={"category": "Test"})
+        assert r.status_code == 200, r.text
+    t0 = time.monotonic()
+    with chromium() as browser:
+        page = UiPage(browser, world["cbase"], "operator", PASSWORDS["operator"])
+        try:
+            heads = page.wait(
+                "() => { const h = [...document.querySelectorAll('.grid .site-heading')];"
+                " return h.length === 3 && Object.fromEntries("
+                "h.map(x => [x.dataset.site, [x.dataset.state, x.textContent]])); }",
+                what="the three sites' headings",
+            )
+            assert set(heads) == set(SITES)
+            for s in SITES:
+                state, text = heads[s]
+                assert state == "online" and "online" in text and f"{s}-st1" in text, heads
+            for s in SITES:
+                tile = remote_tile(f"{s}-st1")
+                wait_for(video_advances(page, f"{tile} video", 1.0), 20, f"{s}'s gate live")
+                live = page.js(f"() => document.querySelector({tile + ' .live'!r}).dataset")
+                assert live["role"] == "sub" and live["codec"].startswith("avc1."), live
+                assert page.js(f"() => document.querySelector({tile + ' video'!r}).readyState") >= 2
+            page.screenshot("central-overview")
+
+            # A panic at north: north's "gate" tile shows it, south's "gate" does not.
+            panic(north)
+            alarm = wait_for(
+                lambda: (a := newest_alarm(north))["state"] == "new" and a, 5, "north's alarm"
+            )
+            page.wait(
+                f"() => document.querySelector({remote_tile('north-st1')!r}).dataset.alarmId"
+                f" === {str(alarm['id'])!r}",
+                what="north's tile to show the alarm",
+            )
+            assert not page.js(
+                f"() => document.querySelector({remote_tile('south-st1')!r}).dataset.alarmId"
+            )
+            # Enlarged, a site's camera plays its main stream.
+            page.page.click(remote_tile("south-st1"))
+            page.wait(
+                "() => { const l = document.querySelector('.enlarged .live');"
+                " return l?.dataset.station === 'south-st1' && l.dataset.role === 'main'; }",
+                what="south's gate enlarged on its main stream",
+            )
+            wait_for(video_advances(page, ".enlarged video", 1.0), 20, "the enlarged camera")
+
+            # The central alarm list: acknowledged there, in progress at the site.
+            page.go("#/alarms")
+            row = f"tr[data-key='north-st1/{alarm['id']}']"
+            page.page.wait_for_selector(f"{row}.alarm-new", timeout=10_000)
+            assert "north-st1" in page.page.inner_text(f"{row} td.site")
+            page.page.click(row)
+            page.page.wait_for_selector(".alarm-detail [data-action='acknowledge']")
+            page.page.click(".alarm-detail [data-action='acknowledge']")
+            wait_for(
+                lambda: north.get(f"/api/alarms/{alarm['id']}").json()["state"] == "in_progress",
+                10,
+                "the acknowledgement at the site",
+            )
+            page.page.wait_for_selector(f"{row}.alarm-in_progress", timeout=10_000)
+            # Its history comes from the site through central.
+            page.wait(
+                "() => document.querySelector('.alarm-history')?.innerText"
+                ".includes('Acknowledged')",
+                what="the site's history of the alarm",
+            )
+            page.screenshot("central-alarms")
+
+            # Playback of a site's camera: its recordings through central.
+            recs = (
+                world["op"]
+                .get("/api/central/stations/north-st1/recordings", params={"camera": "gate"})
+                .json()["recordings"]
+            )
+            target = (recs[0]["start_us"] + recs[0]["end_us"]) // 2  # the oldest: more follows
+            page.go(f"#/playback/@north-st1/gate/{target}")
+            wait_for(video_advances(page, "video.playback-video", 1.0), 20, "north's playback")
+            src = page.js("() => document.querySelector('video.playback-video').src")
+            assert "/api/central/stations/north-st1/recordings/gate/video.mp4" in src
+        finally:
+            page.close()
+    report(f"central browser test: {time.monotonic() - t0:.1f} s")
 
 
 def test_role_needs_a_central_section(tmp_path: Path) -> None:

@@ -11,8 +11,9 @@ and alarms, operators' actions sent to the sites, and the sites' video through t
   ``POST /api/central/sites/{site}/arm|disarm``: sent to the site as an MQTT command (202). The
   site applies it and its alarm change comes back over MQTT (SSE ``remote_alarm``).
 - ``GET /api/central/stations/{station}/<path>``: the site station's ``/api/<path>`` for the
-  paths an operator's client needs (snapshots, recordings with Range, alarm snapshots and
-  history, export jobs and exported files), fetched with the station's token;
+  paths an operator's client needs (snapshots, recordings with Range, one camera's alarms for
+  the playback timeline, alarm snapshots and history, export jobs and exported files), fetched
+  with the station's token;
   ``POST .../recordings/{camera}/export-jobs`` starts an export there;
   ``WS .../cameras/{camera}/live`` relays the site's live video (protocol in
   :mod:`vmscore.web.live`). The browser needs only the central address.
@@ -286,7 +287,7 @@ def central_router() -> APIRouter:
         m = _CAMERA_PATHS.match(path)
         if m:
             _camera_site(central, who, station, m.group("c1") or m.group("c2"))
-        elif path == "recordings":
+        elif path in ("recordings", "alarms"):
             cams = request.query_params.getlist("camera")
             if len(cams) != 1:
                 raise HTTPException(

@@ -1,8 +1,10 @@
 // The alarm manager: a live list of alarms (kept current by the event stream) with filters and
 // sorting, and beside it the chosen alarm: snapshot, recorded clip, its cameras live, history and
 // the operator's actions (acknowledge, assign, hold, resume, close, reopen, comment, priority).
-// #/alarms/ID opens an alarm directly.
-import { ApiError, events, get, post } from "./api.js";
+// #/alarms/ID opens an alarm directly. At a central station the sites' alarms are in the list
+// too (#/alarms/@STATION/ID): their actions go to the site through the central station, and
+// their media come through it.
+import { alarmKey, ApiError, events, get, parseRef, post, remoteRef, siteCameras, stationApi } from "./api.js";
 import { pageHelp } from "./app.js";
 import { LivePlayer } from "./live.js";
 import { attempt, el, fmtDuration, fmtTime, formDialog, notify } from "./ui.js";
@@ -42,33 +44,57 @@ const HELP = [
   ["/", "Search"],
 ];
 
-// Which actions an alarm's state allows (the alarm manager refuses the others).
+// Which actions an alarm's state allows (the alarm manager refuses the others); `remote`: a
+// central station sends it to a site (see web/central.py).
 const ACTIONS = [
-  { action: "acknowledge", label: "Acknowledge", key: "c", when: (a) => a.state === "new", primary: true },
-  { action: "assign-me", label: "Assign to me", key: "t", when: (a, me) => a.state !== "closed" && a.owner !== me },
-  { action: "assign", label: "Assign…", when: (a) => a.state !== "closed" },
-  { action: "hold", label: "Put on hold…", key: "h", when: (a) => a.state === "new" || a.state === "in_progress" },
+  { action: "acknowledge", label: "Acknowledge", key: "c", when: (a) => a.state === "new", primary: true, remote: true },
+  { action: "assign-me", label: "Assign to me", key: "t", when: (a, me) => a.state !== "closed" && !owns(a, me), remote: true },
+  { action: "assign", label: "Assign…", when: (a) => a.state !== "closed", remote: true },
+  { action: "hold", label: "Put on hold…", key: "h", when: (a) => a.state === "new" || a.state === "in_progress", remote: true },
   { action: "resume", label: "Resume", key: "r", when: (a) => a.state === "on_hold" },
-  { action: "close", label: "Close…", key: "x", when: (a) => a.state !== "closed", danger: true },
+  { action: "close", label: "Close…", key: "x", when: (a) => a.state !== "closed", danger: true, remote: true },
   { action: "reopen", label: "Reopen…", key: "o", when: (a) => a.state === "closed" },
-  { action: "comment", label: "Comment…", key: "n", when: () => true },
+  { action: "comment", label: "Comment…", key: "n", when: () => true, remote: true },
   { action: "priority", label: "Priority…", when: (a) => a.state !== "closed" },
 ];
+
+// Whether the action may be taken on the alarm now (from here: a site's alarm by `remote` only).
+function possible(spec, a, me) {
+  return spec.when(a, me) && (!a.station || spec.remote);
+}
+
+// Whether the user owns the alarm. A site names an operator at a central station
+// "USER@CENTRAL" (after "mqtt:" when the command came over its broker).
+function owns(a, user) {
+  if (!a.station) return a.owner === user;
+  return !!a.owner && a.owner.replace(/^mqtt:/, "").split("@")[0] === user;
+}
+
+// A site's camera as the camera filter names it.
+function cameraKey(a) {
+  return a.station && a.camera ? `${a.station}/${a.camera}` : a.camera;
+}
+
+// The station (null: this one) and id of an alarm's key (see alarmKey).
+function splitKey(key) {
+  const i = key.indexOf("/");
+  return i < 0 ? { station: null, id: key } : { station: key.slice(0, i), id: key.slice(i + 1) };
+}
 
 export async function mount(container, params, ctx) {
   const me = ctx.me.user;
   const canAct = ctx.can("operator");
   const filters = { state: "open", priority: "", site: "", camera: "", text: "", mine: false, sort: "priority" };
   const state = {
-    alarms: new Map(), // id -> alarm, those the filters match
-    order: [], // ids as listed
-    selected: null, // id of the highlighted row
+    alarms: new Map(), // alarmKey -> alarm, those the filters match
+    order: [], // keys as listed
+    selected: null, // key of the highlighted row
     detail: null, // the open alarm: its sections, live players and timers (see openAlarm)
     settings: FALLBACK_SETTINGS,
     sites: new Map(), // name -> display name
     cameras: [],
     loading: 0,
-    fresh: new Set(), // ids raised since the list was drawn (they flash once)
+    fresh: new Set(), // keys of alarms raised since the list was drawn (they flash once)
     closed: false, // the page was left
   };
   const timers = [];
@@ -109,23 +135,30 @@ export async function mount(container, params, ctx) {
   // -- data -------------------------------------------------------------------------------------
 
   async function loadChoices() {
-    const [settings, sites, cameras] = await Promise.all([
+    const [settings, sites, cameras, remoteSites] = await Promise.all([
       get("/api/alarm-settings").catch(() => FALLBACK_SETTINGS),
       get("/api/sites").catch(() => []),
       get("/api/cameras").catch(() => []),
+      ctx.central ? get("/api/central/sites").catch(() => []) : [],
     ]);
     state.settings = settings;
     state.sites = new Map(sites.map((s) => [s.name, s.display_name || s.name]));
     state.cameras = cameras;
+    const remoteCameras = siteCameras(remoteSites);
     prioritySelect.append(...settings.priorities.map((p) => el("option", { value: p.name }, capital(p.name))));
-    siteSelect.append(...sites.map((s) => el("option", { value: s.name }, s.display_name || s.name)));
-    cameraSelect.append(...cameras.map((c) => el("option", { value: c.name }, c.display_name || c.name)));
+    siteSelect.append(...sites.map((s) => el("option", { value: s.name }, s.display_name || s.name)),
+      ...remoteSites.filter((s) => !state.sites.has(s.name)).map((s) => el("option", { value: s.name }, s.name)));
+    cameraSelect.append(...cameras.map((c) => el("option", { value: c.name }, c.display_name || c.name)),
+      ...remoteCameras.map((c) => el("option", { value: `${c.station}/${c.name}` }, `${c.display_name || c.name} (${c.site})`)));
+  }
+
+  function states() {
+    return filters.state === "open" ? OPEN_STATES : filters.state === "all" ? [] : [filters.state];
   }
 
   function listQuery() {
     const q = new URLSearchParams({ sort: filters.sort, limit: String(LIST_LIMIT) });
-    const states = filters.state === "open" ? OPEN_STATES : filters.state === "all" ? [] : [filters.state];
-    for (const s of states) q.append("state", s);
+    for (const s of states()) q.append("state", s);
     if (filters.priority) q.set("priority", filters.priority);
     if (filters.site) q.set("site", filters.site);
     if (filters.camera) q.set("camera", filters.camera);
@@ -134,11 +167,26 @@ export async function mount(container, params, ctx) {
     return `/api/alarms?${q}`;
   }
 
+  // The sites' alarms at a central station: by state and site there, the rest of the filters
+  // (matches) here.
+  function centralQuery() {
+    const q = new URLSearchParams({ limit: String(LIST_LIMIT) });
+    for (const s of states()) q.append("state", s);
+    if (filters.site) q.set("site", filters.site);
+    return `/api/central/alarms?${q}`;
+  }
+
   async function loadList() {
     const token = ++state.loading;
-    const list = await attempt(() => get(listQuery()), "Loading the alarms");
-    if (!list || token !== state.loading) return;
-    state.alarms = new Map(list.map((a) => [a.id, a]));
+    // A site's camera (STATION/NAME) has no alarms here, one of this station's none at a site.
+    const remoteCamera = filters.camera.includes("/");
+    const lists = await attempt(() => Promise.all([
+      remoteCamera ? [] : get(listQuery()),
+      ctx.central && (!filters.camera || remoteCamera) ? get(centralQuery()) : [],
+    ]), "Loading the alarms");
+    if (!lists || token !== state.loading) return;
+    const [local, remote] = lists;
+    state.alarms = new Map([...local, ...remote.filter(matches)].map((a) => [alarmKey(a), a]));
     renderList();
   }
 
@@ -151,10 +199,10 @@ export async function mount(container, params, ctx) {
   function matches(a) {
     const f = filters;
     if (f.state === "open" ? !OPEN_STATES.includes(a.state) : f.state !== "all" && a.state !== f.state) return false;
-    if ((f.priority && a.priority !== f.priority) || (f.site && a.site !== f.site) || (f.camera && a.camera !== f.camera)) return false;
-    if (f.mine && a.owner !== me) return false;
+    if ((f.priority && a.priority !== f.priority) || (f.site && a.site !== f.site) || (f.camera && cameraKey(a) !== f.camera)) return false;
+    if (f.mine && !owns(a, me)) return false;
     if (f.text) {
-      const hay = [a.title, a.camera, a.site, a.zone, a.rule, a.category, a.owner].filter(Boolean).join("\n").toLowerCase();
+      const hay = [a.title, a.camera, a.site, a.station, a.zone, a.rule, a.category, a.owner].filter(Boolean).join("\n").toLowerCase();
       if (!hay.includes(f.text.toLowerCase())) return false;
     }
     return true;
@@ -169,14 +217,15 @@ export async function mount(container, params, ctx) {
   function onAlarmEvent(msg) {
     const a = msg.alarm;
     if (!a) return;
-    const current = latest(a.id);
+    const key = alarmKey(a);
+    const current = latest(key);
     if (current && current.version > a.version) return; // older than what is shown
-    const known = state.alarms.has(a.id);
-    if (matches(a)) state.alarms.set(a.id, a);
-    else state.alarms.delete(a.id);
-    if (msg.type === "new") state.fresh.add(a.id);
-    if (known || state.alarms.has(a.id)) scheduleRender();
-    if (state.detail && state.detail.id === a.id) showAlarm(a);
+    const known = state.alarms.has(key);
+    if (matches(a)) state.alarms.set(key, a);
+    else state.alarms.delete(key);
+    if (msg.type === "new") state.fresh.add(key);
+    if (known || state.alarms.has(key)) scheduleRender();
+    if (state.detail && state.detail.key === key) showAlarm(a);
   }
 
   // -- the list ---------------------------------------------------------------------------------
@@ -192,8 +241,8 @@ export async function mount(container, params, ctx) {
 
   function renderList() {
     const list = [...state.alarms.values()].sort(compare);
-    state.order = list.map((a) => a.id);
-    tbody.replaceChildren(...list.map((a) => row(a, state.fresh.has(a.id))));
+    state.order = list.map(alarmKey);
+    tbody.replaceChildren(...list.map((a) => row(a, state.fresh.has(alarmKey(a)))));
     state.fresh.clear();
     empty.hidden = list.length > 0;
     countLabel.textContent = list.length >= LIST_LIMIT ? `first ${LIST_LIMIT} alarms` : `${list.length} alarm${list.length === 1 ? "" : "s"}`;
@@ -201,11 +250,13 @@ export async function mount(container, params, ctx) {
   }
 
   function row(a, fresh) {
-    const tr = el(`tr.alarm-${a.state}`, { dataset: { alarmId: a.id }, on: { click: () => { selectRow(a.id); openAlarm(a.id); } } },
+    const key = alarmKey(a);
+    const dataset = { alarmId: a.id, key, ...(a.station ? { station: a.station } : {}) };
+    const tr = el(`tr.alarm-${a.state}`, { dataset, on: { click: () => { selectRow(key); openAlarm(key); } } },
       el("td.priority", el("span.prio", { style: { background: a.colour } }), capital(a.priority)),
       el("td.title", a.title),
       el("td", a.camera || "—"),
-      el("td", a.site ? state.sites.get(a.site) || a.site : "—"),
+      el("td.site", siteName(a), a.station ? el("span.muted.station", ` · ${a.station}`) : null),
       el("td", el(`span.badge.state-${a.state}`, STATE_LABEL[a.state] || a.state)),
       el("td", a.owner || ""),
       el("td.age", { title: fmtTime(a.created_us), dataset: { created: a.created_us } }, age(a.created_us)),
@@ -219,14 +270,18 @@ export async function mount(container, params, ctx) {
     for (const td of tbody.querySelectorAll("td.age")) td.textContent = age(Number(td.dataset.created));
   }
 
-  function selectRow(id) {
-    state.selected = id;
+  function siteName(a) {
+    return a.site ? state.sites.get(a.site) || a.site : "—";
+  }
+
+  function selectRow(key) {
+    state.selected = key;
     markSelected(true);
   }
 
   function markSelected(scroll) {
     for (const tr of tbody.children) {
-      const on = Number(tr.dataset.alarmId) === state.selected;
+      const on = tr.dataset.key === state.selected;
       tr.classList.toggle("selected", on);
       if (on && scroll) tr.scrollIntoView({ block: "nearest" });
     }
@@ -242,14 +297,18 @@ export async function mount(container, params, ctx) {
   // -- the detail -------------------------------------------------------------------------------
 
   let opening = 0;
-  async function openAlarm(id) {
-    if (state.detail && state.detail.id === id) return;
+  async function openAlarm(key) {
+    if (state.detail && state.detail.key === key) return;
     const token = ++opening;
-    const alarm = state.alarms.get(id) || (await attempt(() => get(`/api/alarms/${id}`), `Alarm ${id}`));
+    const { station, id } = splitKey(key);
+    const url = station ? `/api/central/alarms/${encodeURIComponent(station)}/${id}` : `/api/alarms/${id}`;
+    const alarm = state.alarms.get(key) || (await attempt(() => get(url), `Alarm ${key}`));
     if (!alarm || token !== opening || state.closed) return; // another alarm was chosen meanwhile
     closeDetail(false);
     const d = {
-      id,
+      key,
+      id: alarm.id,
+      station, // the site station of a site's alarm, whose API serves its media and history
       alarm: null,
       head: el("div.alarm-head"),
       actions: el("div.btn-row.alarm-actions"),
@@ -265,12 +324,12 @@ export async function mount(container, params, ctx) {
     };
     state.detail = d;
     side.replaceChildren(
-      el("div.alarm-detail", { dataset: { alarmId: id } }, d.head, d.actions,
+      el("div.alarm-detail", { dataset: { alarmId: alarm.id, key } }, d.head, d.actions,
         el("h3", "Recording"), d.clipBox,
         el("h3", "Snapshot and live"), d.mediaBox,
         el("h3", "History"), d.history));
     side.scrollTop = 0;
-    history.replaceState(null, "", `#/alarms/${id}`);
+    history.replaceState(null, "", `#/alarms/${remoteRef(station, alarm.id)}`);
     showAlarm(alarm);
     startLive(alarm);
   }
@@ -295,7 +354,7 @@ export async function mount(container, params, ctx) {
   // live players stay as they are.
   function showAlarm(a) {
     const d = state.detail;
-    if (!d || d.id !== a.id) return;
+    if (!d || d.key !== alarmKey(a)) return;
     const changed = !d.alarm || d.alarm.version !== a.version;
     d.alarm = a;
     renderHead(d, a);
@@ -320,7 +379,8 @@ export async function mount(container, params, ctx) {
         el("span.muted", `#${a.id}`)),
       el("dl.facts",
         fact("Camera", a.camera),
-        fact("Site", a.site ? state.sites.get(a.site) || a.site : null),
+        fact("Site", a.site ? siteName(a) : null),
+        fact("Station", a.station),
         fact("Zone", a.zone),
         fact("Rule", a.rule),
         fact("Owner", a.owner || "nobody"),
@@ -333,12 +393,12 @@ export async function mount(container, params, ctx) {
   }
 
   function renderActions(d, a) {
-    const allowed = canAct ? ACTIONS.filter((x) => x.when(a, me)) : [];
+    const allowed = canAct ? ACTIONS.filter((x) => possible(x, a, me)) : [];
     const buttons = allowed.map((x) =>
       el(`button${x.primary ? ".primary" : ""}${x.danger ? ".danger" : ""}`, {
         dataset: { action: x.action },
         title: x.key ? `${x.label.replace("…", "")} (${x.key})` : x.label.replace("…", ""),
-        on: { click: () => act(x.action, a.id) },
+        on: { click: () => act(x.action, d.key) },
       }, x.label));
     if (a.camera) {
       buttons.push(el("button", { dataset: { action: "playback" }, title: "View in playback (v)", on: { click: () => toPlayback(a) } }, "Playback"));
@@ -379,7 +439,7 @@ export async function mount(container, params, ctx) {
       d.retryTimer = setTimeout(() => { d.clipKey = null; renderClip(d, d.alarm); }, 5000);
       return;
     }
-    const src = `/api/recordings/${encodeURIComponent(a.camera)}/video.mp4?start_us=${r.start}&end_us=${Math.round(r.end)}`;
+    const src = `${stationApi(d.station)}/recordings/${encodeURIComponent(a.camera)}/video.mp4?start_us=${r.start}&end_us=${Math.round(r.end)}`;
     const status = el("p.clip-status.muted");
     const video = el("video.alarm-clip", { controls: true, muted: true, playsInline: true, preload: "auto", src });
     video.muted = true;
@@ -418,7 +478,7 @@ export async function mount(container, params, ctx) {
     }
     snap.replaceChildren(
       a.has_snapshot
-        ? el("img", { src: `/api/alarms/${a.id}/snapshot.jpg`, alt: `Snapshot of alarm ${a.id}` })
+        ? el("img", { src: `${stationApi(d.station)}/alarms/${a.id}/snapshot.jpg`, alt: `Snapshot of alarm ${a.id}` })
         : el("div.no-snapshot.muted", "No snapshot"),
       el("figcaption", "Snapshot at the alarm"));
   }
@@ -427,18 +487,18 @@ export async function mount(container, params, ctx) {
     const d = state.detail;
     const names = [...new Set([a.camera, ...(a.related_cameras || [])].filter(Boolean))].slice(0, MAX_LIVE);
     for (const name of names) {
-      const player = new LivePlayer(name, { stream: "sub" });
+      const player = new LivePlayer(name, { station: d.station, stream: "sub" });
       d.players.push(player);
       const box = el("figure.live-box",
         el("div.live-frame", player.element),
-        el("figcaption", el("a", { href: `#/overview/${encodeURIComponent(name)}`, title: "Open in the overview" }, name),
+        el("figcaption", el("a", { href: `#/overview/${remoteRef(d.station, name)}`, title: "Open in the overview" }, name),
           name === a.camera ? el("span.muted", " live, alarm camera") : el("span.muted", " live, related")));
       d.mediaBox.append(box);
     }
   }
 
   async function loadHistory(d) {
-    const entries = await get(`/api/alarms/${d.id}/history`).catch((e) => {
+    const entries = await get(`${stationApi(d.station)}/alarms/${d.id}/history`).catch((e) => {
       d.history.replaceChildren(el("p.error", `History: ${e.message}`));
       return null;
     });
@@ -457,24 +517,29 @@ export async function mount(container, params, ctx) {
   // -- actions ----------------------------------------------------------------------------------
 
   // The alarm as last seen (the list, or the detail when the filters leave it out of the list).
-  function latest(id) {
-    return state.alarms.get(id) || (state.detail && state.detail.id === id ? state.detail.alarm : null);
+  function latest(key) {
+    return state.alarms.get(key) || (state.detail && state.detail.key === key ? state.detail.alarm : null);
   }
 
-  async function act(action, id) {
-    const a = latest(id);
+  async function act(action, key) {
+    const a = latest(key);
     if (!canAct || !a) return;
     const spec = ACTIONS.find((x) => x.action === action);
-    if (spec && !spec.when(a, me)) {
-      notify(`${spec.label.replace("…", "")}: not possible for an alarm that is ${STATE_LABEL[a.state].toLowerCase()}.`, "error");
+    if (spec && !possible(spec, a, me)) {
+      const why = a.station && spec.when(a, me) ? "not for a site's alarm here" : `not possible for an alarm that is ${STATE_LABEL[a.state].toLowerCase()}`;
+      notify(`${spec.label.replace("…", "")}: ${why}.`, "error");
       return;
     }
     const request = await actionRequest(action, a);
     if (!request) return;
     const [path, body, what] = request;
+    if (a.station) {
+      await actRemote(a, path, body, what);
+      return;
+    }
     // The version shown when the operator confirmed: re-triggers while a dialog was open are
     // seen, another operator's action in the last instant is refused (409).
-    const version = (latest(id) || a).version;
+    const version = (latest(key) || a).version;
     try {
       const updated = await post(`/api/alarms/${a.id}/${path}?expect_version=${version}`, body);
       if (updated) applyUpdate(updated);
@@ -488,7 +553,19 @@ export async function mount(container, params, ctx) {
     }
   }
 
+  // A site's alarm: the central station sends the action to its site (202); the change
+  // comes back as an event (remote_alarm) once the site has applied it.
+  async function actRemote(a, path, body, what) {
+    try {
+      const r = await post(`/api/central/alarms/${encodeURIComponent(a.station)}/${a.id}/${path}`, body);
+      notify(r.broker_connected ? `${what}: sent to ${r.site}` : `${what}: sent to ${r.site} once the broker is reachable again`, "ok");
+    } catch (e) {
+      notify(`${what}: ${e.message}`, "error");
+    }
+  }
+
   // The request for an action: [path, body, description], after asking for what it needs.
+  // A site assigns a central operator's alarm to "USER@CENTRAL" when no user is named.
   async function actionRequest(action, a) {
     const comment = (title, required = false) =>
       formDialog(title, [{ name: "comment", label: "Comment", type: "textarea", required }], { submit: title.replace("…", "") });
@@ -496,12 +573,14 @@ export async function mount(container, params, ctx) {
       case "acknowledge":
         return ["acknowledge", {}, "Acknowledged"];
       case "assign-me":
-        return ["assign", { to: me }, "Assigned to you"];
+        return ["assign", a.station ? {} : { to: me }, "Assigned to you"];
       case "assign": {
+        const label = a.station ? "User at the site (empty: you)" : "User (empty: nobody)";
         const v = await formDialog("Assign the alarm", [
-          { name: "to", label: "User (empty: nobody)", value: a.owner || "", placeholder: "user name" },
+          { name: "to", label, value: a.owner || "", placeholder: "user name" },
         ], { submit: "Assign" });
-        return v && ["assign", { to: v.to.trim() || null }, v.to.trim() ? `Assigned to ${v.to.trim()}` : "Unassigned"];
+        const nobody = a.station ? "Assigned to you" : "Unassigned";
+        return v && ["assign", { to: v.to.trim() || null }, v.to.trim() ? `Assigned to ${v.to.trim()}` : nobody];
       }
       case "hold": {
         const v = await comment("Put on hold…");
@@ -547,13 +626,13 @@ export async function mount(container, params, ctx) {
   function toPlayback(a) {
     if (!a.camera) return;
     const start = Math.min(a.record_start_us || Infinity, a.created_us - PLAYBACK_PRE_ROLL_US);
-    ctx.navigate(`#/playback/${encodeURIComponent(a.camera)}/${start}`);
+    ctx.navigate(`#/playback/${remoteRef(a.station, a.camera)}/${start}`);
   }
 
   // -- keyboard ---------------------------------------------------------------------------------
 
   function target() {
-    return latest(state.detail ? state.detail.id : state.selected);
+    return latest(state.detail ? state.detail.key : state.selected);
   }
 
   function onKey(ev) {
@@ -569,7 +648,7 @@ export async function mount(container, params, ctx) {
     else if (key === "Escape" && state.detail && document.getElementById("help").hidden) closeDetail();
     else if (key === "/") search.focus();
     else if (key === "v" && target()) toPlayback(target());
-    else if (spec && canAct && target()) act(spec.action, target().id);
+    else if (spec && canAct && target()) act(spec.action, alarmKey(target()));
     else return;
     ev.preventDefault();
     ev.stopPropagation();
@@ -579,6 +658,7 @@ export async function mount(container, params, ctx) {
 
   const off = [
     events.on("alarm", onAlarmEvent),
+    events.on("remote_alarm", onAlarmEvent),
     events.on("open", () => loadList()), // after a reconnect: whatever the stream missed
   ];
   document.addEventListener("keydown", onKey, true);
@@ -587,10 +667,12 @@ export async function mount(container, params, ctx) {
 
   await loadChoices();
   await loadList();
-  const wanted = Number(params[0]);
-  if (params[0] && Number.isInteger(wanted)) {
-    selectRow(wanted);
-    await openAlarm(wanted);
+  const ref = parseRef(params);
+  const wanted = ref.rest[0];
+  if (wanted && /^[0-9]+$/.test(wanted)) {
+    const key = ref.station ? `${ref.station}/${wanted}` : wanted;
+    selectRow(key);
+    await openAlarm(key);
   }
 
   return () => {

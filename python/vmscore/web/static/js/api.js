@@ -49,6 +49,40 @@ export const put = (path, body) => api("PUT", path, body);
 export const patch = (path, body) => api("PATCH", path, body);
 export const del = (path) => api("DELETE", path);
 
+// Where a station's API is as this browser reaches it: this station's own, or a site station's
+// through the central station (the paths below it are the same; see web/central.py).
+export function stationApi(station = null) {
+  return station ? `/api/central/stations/${encodeURIComponent(station)}` : "/api";
+}
+
+// A camera's paths (live, snapshot.jpg, motion) on its station.
+export function cameraApi(camera, station = null) {
+  return `${stationApi(station)}/cameras/${encodeURIComponent(camera)}`;
+}
+
+// A camera or alarm of a site station in a page's address: "@STATION/NAME" (names never start
+// with "@"); the local ones are just "NAME". Hash parameters -> { station, rest }.
+export function remoteRef(station, name) {
+  return station ? `@${encodeURIComponent(station)}/${encodeURIComponent(name)}` : encodeURIComponent(name);
+}
+export function parseRef(params) {
+  if (params[0] && params[0].startsWith("@")) return { station: params[0].slice(1), rest: params.slice(1) };
+  return { station: null, rest: params };
+}
+
+// The cameras of a central station's sites (GET /api/central/sites), each with its site and
+// station. A camera's media come through its station: one whose station is not known yet has
+// none, and is left out.
+export function siteCameras(sites) {
+  return sites.flatMap((x) => x.cameras.filter((c) => c.station));
+}
+
+// An alarm's key in the UI's lists: the id of this station's alarms, "STATION/ID" of a site's
+// (each station numbers its alarms on its own).
+export function alarmKey(a) {
+  return a.station ? `${a.station}/${a.id}` : String(a.id);
+}
+
 export function query(params) {
   const q = new URLSearchParams();
   for (const [k, v] of Object.entries(params)) if (v !== undefined && v !== null && v !== "") q.set(k, v);
@@ -57,7 +91,8 @@ export function query(params) {
 }
 
 // One server-sent event stream for the whole UI. Listeners: on(kind, fn) with kind one of
-// alarm, camera, motion, tamper, site, station; "open" and "error" for the link state.
+// alarm, camera, motion, tamper, site, station; at a central station also remote_alarm,
+// remote_site and remote_camera (the sites'); "open" and "error" for the link state.
 class EventStream {
   constructor() {
     this.listeners = new Map();
@@ -83,7 +118,7 @@ class EventStream {
     this.source = new EventSource("/api/events");
     this.source.onopen = () => this.emit("open", {});
     this.source.onerror = () => this.emit("error", {});
-    for (const kind of ["alarm", "camera", "motion", "tamper", "site", "station"]) {
+    for (const kind of ["alarm", "camera", "motion", "tamper", "site", "station", "remote_alarm", "remote_site", "remote_camera"]) {
       this.source.addEventListener(kind, (ev) => {
         let data = {};
         try {

@@ -1,7 +1,7 @@
 // The operator UI's shell: login, navigation between pages (hash routes), the shared event
 // stream, alarm sound and keyboard shortcuts. Pages are ES modules exporting
 // `mount(container, params, ctx)`, which returns a function that unmounts them.
-import { api, events, get, setCsrf } from "./api.js";
+import { alarmKey, api, events, get, setCsrf } from "./api.js";
 import { el, notify } from "./ui.js";
 import { AlarmSound } from "./sound.js";
 
@@ -15,7 +15,8 @@ const pages = {
 export const ctx = {
   me: null,
   sound: new AlarmSound(),
-  openAlarms: new Map(), // id -> alarm (open ones the user may see)
+  openAlarms: new Map(), // alarmKey -> alarm (open ones the user may see, the sites' too)
+  central: false, // this station is a central station: the pages show its sites too
   // role at least: viewer < operator < admin
   can(role) {
     const order = { viewer: 0, operator: 1, admin: 2 };
@@ -52,8 +53,12 @@ async function route() {
 }
 
 async function loadOpenAlarms() {
-  const list = await get("/api/alarms?state=new&state=in_progress&state=on_hold&limit=1000");
-  ctx.openAlarms = new Map(list.map((a) => [a.id, a]));
+  const q = "state=new&state=in_progress&state=on_hold&limit=1000";
+  const [local, remote] = await Promise.all([
+    get(`/api/alarms?${q}`),
+    ctx.central ? get(`/api/central/alarms?${q}`).catch(() => []) : [],
+  ]);
+  ctx.openAlarms = new Map([...local, ...remote].map((a) => [alarmKey(a), a]));
   updateAlarmCount();
 }
 
@@ -67,9 +72,10 @@ function updateAlarmCount() {
 function onAlarm(msg) {
   const a = msg.alarm;
   if (!a) return;
-  const wasKnown = ctx.openAlarms.has(a.id);
-  if (a.state === "closed") ctx.openAlarms.delete(a.id);
-  else ctx.openAlarms.set(a.id, a);
+  const key = alarmKey(a);
+  const wasKnown = ctx.openAlarms.has(key);
+  if (a.state === "closed") ctx.openAlarms.delete(key);
+  else ctx.openAlarms.set(key, a);
   updateAlarmCount();
   if (msg.type === "new" || (!wasKnown && a.state === "new")) {
     ctx.sound.play(a.sound, a.priority_level);
@@ -84,7 +90,10 @@ async function start(me) {
   document.getElementById("app").hidden = false;
   document.getElementById("who").textContent = `${me.display_name || me.user} (${me.role})`;
   for (const a of document.querySelectorAll("#nav a[data-role]")) a.hidden = !ctx.can(a.dataset.role);
+  // Only a central station answers this (404 elsewhere).
+  ctx.central = await get("/api/central/sites").then(() => true, () => false);
   events.on("alarm", onAlarm);
+  events.on("remote_alarm", onAlarm);
   const link = document.getElementById("link-state");
   events.on("open", () => {
     link.textContent = "live";

@@ -1,6 +1,7 @@
 // Live video of one camera: fragmented MP4 over a WebSocket into Media Source Extensions, or JPEG
 // stills from keyframes where the browser cannot play the codec (H.265 in Chromium). Reconnects
 // by itself and says why a camera is not live. See python/vmscore/web/live.py for the protocol.
+import { cameraApi } from "./api.js";
 import { el } from "./ui.js";
 
 const MAX_LATENCY_S = 0.8; // behind the newest frame by more: jump forward
@@ -21,9 +22,12 @@ const REASONS = {
 const FINAL = new Set(["forbidden"]);
 
 export class LivePlayer {
-  // camera: its name; stream: "sub" (grid tiles) or "main" (an enlarged camera).
-  constructor(camera, { stream = "sub", stillWidth = 640, onState = null } = {}) {
+  // camera: its name; stream: "sub" (grid tiles) or "main" (an enlarged camera); station: the
+  // site station of a camera seen at a central station (its video comes through this one).
+  constructor(camera, { station = null, stream = "sub", stillWidth = 640, onState = null } = {}) {
     this.camera = camera;
+    this.station = station;
+    this.base = cameraApi(camera, station);
     this.stream = stream;
     this.stillWidth = stillWidth;
     this.onState = onState;
@@ -31,7 +35,8 @@ export class LivePlayer {
     this.video.muted = true;
     this.img = el("img", { alt: "", hidden: true });
     this.statusLine = el("div.live-status");
-    this.element = el("div.live", { dataset: { camera, state: "connecting", mode: "mse" } }, this.video, this.img, this.statusLine);
+    const dataset = { camera, state: "connecting", mode: "mse", ...(station ? { station } : {}) };
+    this.element = el("div.live", { dataset }, this.video, this.img, this.statusLine);
     this.element.vmsPlayer = this; // for diagnostics and the browser tests
     this.ws = null;
     this.ms = null;
@@ -73,7 +78,7 @@ export class LivePlayer {
     if (this.closed) return;
     this.setState("connecting");
     const proto = location.protocol === "https:" ? "wss:" : "ws:";
-    const url = `${proto}//${location.host}/api/cameras/${encodeURIComponent(this.camera)}/live?stream=${this.stream}`;
+    const url = `${proto}//${location.host}${this.base}/live?stream=${this.stream}`;
     const ws = new WebSocket(url);
     ws.binaryType = "arraybuffer";
     this.ws = ws;
@@ -199,7 +204,7 @@ export class LivePlayer {
     this.img.hidden = false;
     const load = () => {
       if (this.closed) return;
-      const url = `/api/cameras/${encodeURIComponent(this.camera)}/snapshot.jpg?width=${this.stillWidth}&t=${Date.now()}`;
+      const url = `${this.base}/snapshot.jpg?width=${this.stillWidth}&t=${Date.now()}`;
       const next = new Image();
       next.onload = () => {
         if (this.closed) return;

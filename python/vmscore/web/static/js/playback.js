@@ -3,7 +3,10 @@
 // minute to seven days, zoomed with the wheel and panned by dragging, and plays the footage from
 // wherever the timeline is clicked: MP4s of up to ten minutes from the station, one after the
 // other, skipping what was not recorded. Operators bookmark, lock evidence and export ranges.
-import { ApiError, del, get, post } from "./api.js";
+// At a central station #/playback/@STATION/CAMERA[/START_US] plays a site's camera: its footage,
+// motion and alarms come from its station through this one, and exports are made there
+// (bookmarks and evidence locks are the site's own business, not offered here).
+import { ApiError, cameraApi, del, get, parseRef, post, remoteRef, siteCameras, stationApi } from "./api.js";
 import { pageHelp } from "./app.js";
 import { el, fmtBytes, fmtDuration, fmtTime, formDialog, fromLocalInput, notify, toLocalInput } from "./ui.js";
 
@@ -43,8 +46,18 @@ const HELP = [
 const exportsMade = [];
 
 export async function mount(container, params, ctx) {
-  if (!params[0]) return chooser(container, ctx);
-  return timeline(container, params[0], Number(params[1]) || null, ctx);
+  const { station, rest } = parseRef(params);
+  if (!rest[0]) return chooser(container, ctx);
+  return timeline(container, rest[0], Number(rest[1]) || null, ctx, station);
+}
+
+// This station's cameras and, at a central station, the sites' (with their station).
+async function allCameras(ctx) {
+  const [local, sites] = await Promise.all([
+    get("/api/cameras"),
+    ctx.central ? get("/api/central/sites").catch(() => []) : [],
+  ]);
+  return [...local.map((c) => ({ ...c, station: null })), ...siteCameras(sites)];
 }
 
 // -- the camera chooser -------------------------------------------------------------------------
@@ -53,7 +66,7 @@ async function chooser(container, ctx) {
   const box = el("div.playback-chooser");
   container.append(el("div.toolbar", el("strong", "Playback"), el("span.muted", "Choose a camera")), box);
   const [cameras, sites] = await Promise.all([
-    get("/api/cameras").catch((e) => {
+    allCameras(ctx).catch((e) => {
       notify(`Cameras: ${e.message}`, "error");
       return [];
     }),
@@ -68,24 +81,30 @@ async function chooser(container, ctx) {
   }
   if (!cameras.length) box.append(el("p.muted", "You may see no cameras."));
   for (const [site, list] of [...bySite].sort(([a], [b]) => a.localeCompare(b))) {
-    box.append(el("section.panel",
-      el("h2", site ? siteNames.get(site) || site : "Without a site"),
+    const station = list[0].station;
+    box.append(el("section.panel", { dataset: { site } },
+      el("h2", site ? siteNames.get(site) || site : "Without a site", station ? el("span.muted", ` · station ${station}`) : null),
       el("div.camera-cards", list.map((c) => cameraCard(c, ctx)))));
   }
   return () => {};
 }
 
 function cameraCard(c, ctx) {
-  const img = el("img", { alt: "", loading: "lazy", src: `/api/cameras/${encodeURIComponent(c.name)}/snapshot.jpg?width=320` });
+  const img = el("img", { alt: "", loading: "lazy", src: `${cameraApi(c.name, c.station)}/snapshot.jpg?width=320` });
   img.addEventListener("error", () => img.replaceWith(el("div.no-picture.muted", c.online === false ? "offline" : "no picture")));
-  return el("button.camera-card", { dataset: { camera: c.name }, title: `Recordings of ${c.name}`, on: { click: () => ctx.navigate(`#/playback/${encodeURIComponent(c.name)}`) } },
+  const dataset = { camera: c.name, ...(c.station ? { station: c.station } : {}) };
+  return el("button.camera-card", { dataset, title: `Recordings of ${c.name}`, on: { click: () => ctx.navigate(`#/playback/${remoteRef(c.station, c.name)}`) } },
     el("div.thumb", img), el("span", c.display_name || c.name));
 }
 
 // -- the timeline page --------------------------------------------------------------------------
 
-async function timeline(container, camera, startUs, ctx) {
+// station: the site station of a site's camera at a central station (null: this station's).
+async function timeline(container, camera, startUs, ctx, station = null) {
   const canOperate = ctx.can("operator");
+  const here = !station; // bookmarks and locks: this station's cameras only
+  const api = stationApi(station);
+  const ref = remoteRef(station, camera); // the camera in this page's address
   const cam = encodeURIComponent(camera);
   const now = () => Date.now() * 1000;
   const s = {
@@ -108,7 +127,7 @@ async function timeline(container, camera, startUs, ctx) {
   // -- layout -----------------------------------------------------------------------------------
 
   const button = (action, label, title, onClick) => el("button", { dataset: { action }, title, on: { click: onClick } }, label);
-  const cameraSelect = el("select.camera", { title: "Camera", on: { change: () => ctx.navigate(`#/playback/${encodeURIComponent(cameraSelect.value)}/${Math.round(s.playhead)}`) } });
+  const cameraSelect = el("select.camera", { title: "Camera", on: { change: () => ctx.navigate(`#/playback/${cameraSelect.value}/${Math.round(s.playhead)}`) } });
   const playButton = button("play", "▶ Play", "Play / pause (Space)", () => togglePlay());
   const speedSelect = el("select.speed", { title: "Speed", on: { change: () => setSpeed(Number(speedSelect.value)) } },
     SPEEDS.map((v) => el("option", { value: String(v), selected: v === 1 }, `${v}x`)));
@@ -117,7 +136,7 @@ async function timeline(container, camera, startUs, ctx) {
   const windowLabel = el("span.window-label.muted");
   const toolbar = el("div.toolbar.playback-toolbar",
     cameraSelect,
-    button("live", "Go live", "Live video of this camera", () => ctx.navigate(`#/overview/${cam}`)),
+    button("live", "Go live", "Live video of this camera", () => ctx.navigate(`#/overview/${ref}`)),
     button("prev-recording", "|◀ Rec", "Previous recording (,)", () => jumpRecording(-1)),
     button("prev-alarm", "◀ Alarm", "Previous alarm ([)", () => jumpAlarm(-1)),
     playButton,
@@ -129,8 +148,8 @@ async function timeline(container, camera, startUs, ctx) {
     button("zoom-out", "−", "Zoom out (-)", () => zoom(2)),
     windowLabel,
     button("zoom-in", "+", "Zoom in (+)", () => zoom(0.5)),
-    canOperate && button("bookmark", "Bookmark", "Bookmark at the playhead (b)", () => addBookmark()),
-    canOperate && button("lock", "Lock evidence", "Protect a range from deletion (l)", () => addLock()),
+    canOperate && here && button("bookmark", "Bookmark", "Bookmark at the playhead (b)", () => addBookmark()),
+    canOperate && here && button("lock", "Lock evidence", "Protect a range from deletion (l)", () => addLock()),
     canOperate && button("export", "Export", "Export a signed MP4 of a range (e)", () => startExport()),
   );
   const video = el("video.playback-video", { muted: true, playsInline: true, preload: "auto", disablePictureInPicture: true });
@@ -208,11 +227,11 @@ async function timeline(container, camera, startUs, ctx) {
     const range = `since_us=${from}&until_us=${to}`;
     try {
       const [rec, alarms, bookmarks, locks, motion] = await Promise.all([
-        get(`/api/recordings?camera=${cam}&${range}`),
-        get(`/api/alarms?camera=${cam}&${range}&sort=newest&limit=1000`).catch(() => []),
-        get(`/api/bookmarks?camera=${cam}&${range}`).catch(() => []),
-        get(`/api/locks?camera=${cam}`).catch(() => []),
-        wantMotion ? get(`/api/cameras/${cam}/motion?${range}`).catch(() => []) : Promise.resolve([]),
+        get(`${api}/recordings?camera=${cam}&${range}`),
+        get(`${api}/alarms?camera=${cam}&${range}&sort=newest&limit=1000`).catch(() => []),
+        here ? get(`/api/bookmarks?camera=${cam}&${range}`).catch(() => []) : [],
+        here ? get(`/api/locks?camera=${cam}`).catch(() => []) : [],
+        wantMotion ? get(`${api}/cameras/${cam}/motion?${range}`).catch(() => []) : Promise.resolve([]),
       ]);
       if (token !== s.fetching || s.closed) return;
       s.data = {
@@ -267,7 +286,7 @@ async function timeline(container, camera, startUs, ctx) {
     const end = Math.min(range.end, t + CHUNK);
     s.clip = { start: t, end, range };
     status("Loading…");
-    video.src = `/api/recordings/${cam}/video.mp4?start_us=${Math.floor(t)}&end_us=${Math.ceil(end)}`;
+    video.src = `${api}/recordings/${cam}/video.mp4?start_us=${Math.floor(t)}&end_us=${Math.ceil(end)}`;
     video.defaultPlaybackRate = s.speed;
     video.playbackRate = s.speed;
     if (play) startPlaying();
@@ -330,7 +349,7 @@ async function timeline(container, camera, startUs, ctx) {
     for (const ahead of [CHUNK, DAY]) {
       const until = Math.round(Math.min(t + ahead, now()));
       if (until <= t) break;
-      const rec = await get(`/api/recordings?camera=${cam}&since_us=${Math.round(t)}&until_us=${until}`).catch(() => null);
+      const rec = await get(`${api}/recordings?camera=${cam}&since_us=${Math.round(t)}&until_us=${until}`).catch(() => null);
       const ranges = rec ? mergeRanges(rec.recordings) : [];
       if (continuation(ranges, t)) return ranges;
     }
@@ -387,7 +406,7 @@ async function timeline(container, camera, startUs, ctx) {
     const q = dir < 0 ? `until_us=${ref - SECOND}&sort=newest` : `since_us=${ref + SECOND}&sort=oldest`;
     let found;
     try {
-      [found] = await get(`/api/alarms?camera=${cam}&${q}&limit=1`);
+      [found] = await get(`${api}/alarms?camera=${cam}&${q}&limit=1`);
     } catch (e) {
       notify(`Alarms: ${e.message}`, "error");
       return;
@@ -426,7 +445,7 @@ async function timeline(container, camera, startUs, ctx) {
     const from = dir < 0 ? Math.max(0, d.from - 7 * DAY) : d.to;
     const to = dir < 0 ? d.to : Math.round(Math.min(now(), d.to + 7 * DAY));
     if (to <= from) return d.ranges;
-    const rec = await get(`/api/recordings?camera=${cam}&since_us=${Math.round(from)}&until_us=${Math.round(to)}`).catch(() => null);
+    const rec = await get(`${api}/recordings?camera=${cam}&since_us=${Math.round(from)}&until_us=${Math.round(to)}`).catch(() => null);
     return rec ? mergeRanges([...rec.recordings, ...d.ranges.map((r) => ({ start_us: r.start, end_us: r.end }))]) : d.ranges;
   }
 
@@ -691,21 +710,21 @@ async function timeline(container, camera, startUs, ctx) {
     const seekButton = (t, label) => el("button.link", { title: "Play from here", on: { click: () => jumpTo(t) } }, label);
     const alarms = d.alarms.filter((a) => inView(a.created_us));
     const bookmarks = d.bookmarks.filter((b) => inView(b.start_us));
-    sections.replaceChildren(
+    sections.replaceChildren(...[
       el("section",
         el("h3", "Marked range"),
         s.selection
           ? el("div",
             el("p", `${fmtTime(s.selection.start)} – ${fmtTime(s.selection.end, { date: false })} (${fmtDuration(s.selection.end - s.selection.start)})`),
             el("div.btn-row",
-              canOperate && el("button", { on: { click: () => addLock() } }, "Lock"),
+              canOperate && here && el("button", { on: { click: () => addLock() } }, "Lock"),
               canOperate && el("button", { on: { click: () => startExport() } }, "Export"),
               el("button", { on: { click: () => clearSelection() } }, "Clear")))
           : el("p.muted", "Shift+drag on the timeline, or i and o at the playhead, to mark a range.")),
       el("section.exports",
         el("h3", "Exports"),
-        exportsMade.filter((x) => x.camera === camera).length
-          ? el("ul.plain", exportsMade.filter((x) => x.camera === camera).map(exportItem))
+        exportsMade.filter((x) => x.ref === ref).length
+          ? el("ul.plain", exportsMade.filter((x) => x.ref === ref).map(exportItem))
           : el("p.muted", canOperate ? "None yet." : "Operators export footage.")),
       el("section",
         el("h3", `Alarms in view (${alarms.length})`),
@@ -713,9 +732,10 @@ async function timeline(container, camera, startUs, ctx) {
           ? el("ul.plain", alarms.slice(0, 50).map((a) => el("li",
             el("span.prio", { style: { background: a.colour } }),
             seekButton(a.created_us - ALARM_PRE_ROLL, fmtTime(a.created_us, { date: false })), " ",
-            el("a", { href: `#/alarms/${a.id}`, title: "Open the alarm" }, a.title))))
+            el("a", { href: `#/alarms/${remoteRef(station, a.id)}`, title: "Open the alarm" }, a.title))))
           : el("p.muted", "None.")),
-      el("section",
+      ...(here ? [] : [el("section", el("h3", "Bookmarks and evidence locks"), el("p.muted", `Kept at station ${station}.`))]),
+      here && el("section",
         el("h3", `Bookmarks in view (${bookmarks.length})`),
         bookmarks.length
           ? el("ul.plain", bookmarks.map((b) => el("li.bookmark", { dataset: { bookmarkId: b.id } },
@@ -723,7 +743,7 @@ async function timeline(container, camera, startUs, ctx) {
             el("span", b.text || "(no note)"), el("span.muted", ` ${b.user}`),
             canOperate && el("button.small", { title: "Delete the bookmark", on: { click: () => deleteBookmark(b) } }, "✕"))))
           : el("p.muted", "None.")),
-      el("section",
+      here && el("section",
         el("h3", `Evidence locks (${d.locks.length})`),
         d.locks.length
           ? el("ul.plain", d.locks.map((lk) => el("li.lock", { dataset: { lockId: lk.id } },
@@ -732,7 +752,7 @@ async function timeline(container, camera, startUs, ctx) {
             el("div.muted", `by ${lk.owner}${lk.expires_wall_us ? `, until ${fmtTime(lk.expires_wall_us)}` : ""}`),
             canOperate && el("button.small", { dataset: { action: "unlock" }, on: { click: () => unlock(lk) } }, "Unlock"))))
           : el("p.muted", "None.")),
-    );
+    ].filter(Boolean));
   }
 
   function clearSelection() {
@@ -855,17 +875,17 @@ async function timeline(container, camera, startUs, ctx) {
       notify("An export may cover at most 24 hours.", "error");
       return;
     }
-    const job = { camera, start: v.start, end: v.end, state: "starting", done: 0, total: 0, result: null, error: null, id: null };
+    const job = { ref, api, start: v.start, end: v.end, state: "starting", done: 0, total: 0, result: null, error: null, id: null };
     exportsMade.unshift(job);
     renderSide();
     const body = { start_us: v.start, end_us: v.end, reason: v.reason || "" };
     try {
-      const started = await post(`/api/recordings/${cam}/export-jobs`, body);
+      const started = await post(`${api}/recordings/${cam}/export-jobs`, body);
       job.id = started.id;
       job.state = "running";
       pollExport(job);
     } catch (e) {
-      if (e instanceof ApiError && (e.status === 405 || (e.status === 404 && e.detail === "Not Found"))) {
+      if (here && e instanceof ApiError && (e.status === 405 || (e.status === 404 && e.detail === "Not Found"))) {
         exportSynchronously(job, body); // a station without export jobs
         return;
       }
@@ -887,7 +907,7 @@ async function timeline(container, camera, startUs, ctx) {
   async function pollExport(job) {
     while (job.state === "running" && !s.closed) {
       try {
-        const st = await get(`/api/export-jobs/${job.id}`);
+        const st = await get(`${job.api}/export-jobs/${job.id}`);
         job.done = st.done_bytes;
         job.total = st.total_bytes;
         if (st.state !== "running") finishExport(job, st.result, st.error);
@@ -901,6 +921,11 @@ async function timeline(container, camera, startUs, ctx) {
 
   function finishExport(job, result, error) {
     job.state = error ? "failed" : "done";
+    // A site's files are named by the site's paths: fetched here through the central station.
+    if (result && job.api !== stationApi()) {
+      const file = (name) => `${job.api}/exports/${encodeURIComponent(name)}`;
+      result = { ...result, url: file(result.file), manifest_url: file(result.manifest) };
+    }
     job.result = result;
     job.error = error;
     if (result) job.done = job.total = result.bytes;
@@ -954,8 +979,8 @@ async function timeline(container, camera, startUs, ctx) {
     else if (k === ".") jumpRecording(1);
     else if (k === "i") mark("in");
     else if (k === "o") mark("out");
-    else if (k === "b" && canOperate) addBookmark();
-    else if (k === "l" && canOperate) addLock();
+    else if (k === "b" && canOperate && here) addBookmark();
+    else if (k === "l" && canOperate && here) addLock();
     else if (k === "e" && canOperate) startExport();
     else if (k === "Escape" && (s.selection || s.markIn !== null) && document.getElementById("help").hidden) clearSelection();
     else return;
@@ -973,10 +998,15 @@ async function timeline(container, camera, startUs, ctx) {
     fetchData(true);
   }, REFRESH_MS));
 
-  const cameras = await get("/api/cameras").catch(() => []);
-  cameraSelect.append(...cameras.map((c) => el("option", { value: c.name, selected: c.name === camera }, c.display_name || c.name)));
-  if (!cameras.some((c) => c.name === camera)) {
-    cameraSelect.prepend(el("option", { value: camera, selected: true }, camera));
+  const cameras = await allCameras(ctx).catch(() => []);
+  const option = (c) => {
+    const value = remoteRef(c.station, c.name);
+    const label = c.station ? `${c.display_name || c.name} (${c.site})` : c.display_name || c.name;
+    return el("option", { value, selected: value === ref }, label);
+  };
+  cameraSelect.append(...cameras.map(option));
+  if (!cameras.some((c) => remoteRef(c.station, c.name) === ref)) {
+    cameraSelect.prepend(el("option", { value: ref, selected: true }, camera));
     status(`No camera "${camera}" (or you may not see it).`);
   }
   setPlayhead(s.playhead);
@@ -989,7 +1019,7 @@ async function timeline(container, camera, startUs, ctx) {
     setWindow(now() + DEFAULT_WINDOW * 0.02 - DEFAULT_WINDOW, now() + DEFAULT_WINDOW * 0.02, { userChange: false });
     status("Click the timeline to play from there.");
   }
-  for (const job of exportsMade) if (job.camera === camera && job.state === "running" && job.id) pollExport(job);
+  for (const job of exportsMade) if (job.ref === ref && job.state === "running" && job.id) pollExport(job);
 
   return () => {
     s.closed = true;
