@@ -403,6 +403,29 @@ def test_live_video_recordings_and_export_through_central(world: dict[str, Any])
     assert exported.status_code == 200 and exported.content[4:8] == b"ftyp"
 
 
+def test_arm_and_disarm_a_site_from_central(world: dict[str, Any]) -> None:
+    op, south = world["op"], world["clients"]["south"]
+
+    def central_armed() -> bool | None:
+        sites = {x["name"]: x for x in op.get("/api/central/sites").json()}
+        armed: bool | None = sites["south"]["armed"]
+        return armed
+
+    assert central_armed() is True
+    assert sites_named(op)["south"]["display_name"] == "South school"
+    assert op.post("/api/central/sites/south/disarm").status_code == 202
+    wait_for(lambda: central_armed() is False, 5, "south disarmed, as central sees it")
+    [site] = [s for s in south.get("/api/sites").json() if s["name"] == "south"]
+    assert site["armed"] is False
+    assert op.post("/api/central/sites/south/arm").status_code == 202
+    wait_for(lambda: central_armed() is True, 5, "south armed again")
+    assert op.post("/api/central/sites/nowhere/arm").status_code == 404
+
+
+def sites_named(client: httpx.Client) -> dict[str, dict[str, Any]]:
+    return {x["name"]: x for x in client.get("/api/central/sites").json()}
+
+
 def test_central_permissions_and_hostile_paths(world: dict[str, Any]) -> None:
     cbase = world["cbase"]
     with contextlib.closing(login(cbase, "viewer")) as viewer:
@@ -482,6 +505,7 @@ def test_central_overview_alarms_and_playback_in_the_browser(world: dict[str, An
             for s in SITES:
                 state, text = heads[s]
                 assert state == "online" and "online" in text and f"{s}-st1" in text, heads
+                assert f"{s.title()} school" in text and "armed" in text, heads
             for s in SITES:
                 tile = remote_tile(f"{s}-st1")
                 wait_for(video_advances(page, f"{tile} video", 1.0), 20, f"{s}'s gate live")

@@ -119,6 +119,8 @@ class SiteView:
     """The site's ``available`` topic: online, stopped (None: never heard)."""
     link: bool | None = None
     """The bridge's link to the central broker (None: no notification seen)."""
+    info: dict[str, Any] = field(default_factory=dict)
+    """The site's display name, address and arming."""
     cameras: list[dict[str, Any]] = field(default_factory=list)
     recordings: dict[str, Any] = field(default_factory=dict)
     status: dict[str, str] = field(default_factory=dict)
@@ -323,8 +325,13 @@ class Central:
                     "recordings": view.recordings.get(name),
                 }
             )
+        info = view.info
+        display = info.get("display_name")
         return {
             "name": view.name,
+            "display_name": display if isinstance(display, str) and display else view.name,
+            "address": info.get("address") if isinstance(info.get("address"), str) else "",
+            "armed": info.get("armed") if isinstance(info.get("armed"), bool) else None,
             "station": view.station,
             "state": self.site_state(view),
             "available": view.available,
@@ -439,6 +446,7 @@ class Central:
             f"{p}/+/available",
             f"{p}/+/station",
             f"{p}/+/alarms",
+            f"{p}/+/info",
             f"{p}/+/cameras",
             f"{p}/+/recordings",
             f"{p}/+/+/status",
@@ -558,11 +566,11 @@ class Central:
                 ):
                     raise _BadMessageError("the camera inventory is not a list of cameras")
                 self._site_update(site, cameras=cams[:MAX_CAMERAS_PER_SITE])
-            elif what == "recordings":
-                rec = self._json(payload)
-                if not isinstance(rec, dict):
-                    raise _BadMessageError("the recording summary is not an object")
-                self._site_update(site, recordings=rec)
+            elif what in ("recordings", "info"):
+                data = self._json(payload)
+                if not isinstance(data, dict):
+                    raise _BadMessageError(f"the site's {what} is not an object")
+                self._site_update(site, **{what: data})
         elif len(levels) == 3:
             self._camera_message(levels[0], levels[1], levels[2], payload)
 
@@ -621,7 +629,7 @@ class Central:
             view.updated_us = _now_us()
             changed = before != (view.available, view.link, view.station)
             station = view.station
-        if changed or "cameras" in changes:
+        if changed or "cameras" in changes or "info" in changes:
             self._hub.publish(
                 HubMessage(
                     "remote_site",

@@ -25,6 +25,8 @@ topic                                              retain  qos  payload
                                                                 "end", "station": ..., "seq": int,
                                                                 "before": {...} | null,
                                                                 "after": {...}}``
+``<prefix>/<site>/info``                           yes     1    JSON ``{"display_name", "address",
+                                                                "armed"}``
 ``<prefix>/<site>/cameras``                        yes     1    JSON list: the site's cameras
                                                                 (name, display name, group,
                                                                 streams, codec, size, online)
@@ -715,11 +717,12 @@ class MqttLink:
             self._put_state(topic, payload)
 
     def publish_site_state(
-        self, site: str, name: Literal["cameras", "recordings"], state: object
+        self, site: str, name: Literal["info", "cameras", "recordings"], state: object
     ) -> None:
-        """The site's camera inventory or recording summary as retained JSON (QoS 1)."""
-        if name not in ("cameras", "recordings"):
-            raise ValueError(f"site state {name!r} is not cameras or recordings")
+        """The site's description and arming, camera inventory or recording summary as retained
+        JSON (QoS 1); published only when it changed."""
+        if name not in ("info", "cameras", "recordings"):
+            raise ValueError(f"site state {name!r} is not info, cameras or recordings")
         topic = f"{self._prefix}/{topic_segment(site, reserved=RESERVED_SITE_NAMES)}/{name}"
         payload = _dumps(state)
         with self._lock:

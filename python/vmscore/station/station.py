@@ -423,6 +423,7 @@ class Station:
         self.store.set_armed(site, armed, by=by)
         self.hub.publish(HubMessage("site", {"site": site, "armed": armed, "by": by}, site=site))
         log.info("site %s %s by %s", site, "armed" if armed else "disarmed", by)
+        self.publish_site_state(recordings=False)
 
     # -- events ----------------------------------------------------------------------------------
 
@@ -772,6 +773,13 @@ class Station:
         """Publishes every site's camera inventory (and recording summary) over MQTT."""
         if self.mqtt is None:
             return
+        for s in self.config.sites:
+            info = {
+                "display_name": s.display_name,
+                "address": s.address,
+                "armed": self.is_armed(s.name),
+            }
+            self.mqtt.publish_site_state(s.name, "info", info)
         for site, cameras in self.site_inventory().items():
             self.mqtt.publish_site_state(site, "cameras", cameras)
         if recordings:

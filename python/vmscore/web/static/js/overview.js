@@ -262,8 +262,13 @@ export async function mount(container, params, ctx) {
       ? [el(`span.badge.site-state.${remote.state}`, SITE_STATES[remote.state] || remote.state),
         el("span.muted", `station ${remote.station || "not known yet"}`)]
       : [el("span.muted", "this station")];
+    // The site's own name for itself and whether it is armed, as the site last said.
+    if (remote && remote.armed !== null && remote.armed !== undefined) {
+      where.push(el("span.badge", remote.armed ? "armed" : "disarmed"));
+    }
+    const name = (remote && remote.display_name) || site || "Without a site";
     h.dataset.state = remote ? remote.state : "local";
-    h.replaceChildren(el("strong", site || "Without a site"), ...where,
+    h.replaceChildren(el("strong", name), ...where,
       el("span.muted", count ? `${count} camera${count === 1 ? "" : "s"}` : "no cameras"));
   }
 
