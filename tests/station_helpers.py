@@ -182,6 +182,8 @@ class EventStream:
 
     def __init__(self, client: httpx.Client, last_event_id: str | None = None) -> None:
         self.items: list[tuple[str, dict[str, Any], str | None]] = []
+        self.arrived: list[float] = []
+        """Wall time (``time.time()``) each item arrived, in the order of ``items``."""
         self.status: int | None = None
         self._response: httpx.Response | None = None
         self._client = client
@@ -209,6 +211,7 @@ class EventStream:
                     elif line.startswith("id: "):
                         eid = line[4:]
                     elif line == "" and data:
+                        self.arrived.append(time.time())
                         self.items.append((event, json.loads(data), eid))
                         event, data, eid = "message", "", None
         except (httpx.HTTPError, RuntimeError, OSError):

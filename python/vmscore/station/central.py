@@ -130,6 +130,9 @@ class SiteView:
     tamper: dict[str, list[str]] = field(default_factory=dict)
     """Per camera, the tamper flags active now."""
     updated_us: int = 0
+    messages: int = 0
+    message_bytes: int = 0
+    """What the site sent the central station since it started (payload bytes)."""
 
 
 def _now_us() -> int:
@@ -337,6 +340,8 @@ class Central:
             "available": view.available,
             "link": view.link,
             "reachable": remote is not None,
+            "messages": view.messages,
+            "message_bytes": view.message_bytes,
             "cameras": cameras,
             "updated_us": view.updated_us,
         }
@@ -573,6 +578,13 @@ class Central:
                 self._site_update(site, **{what: data})
         elif len(levels) == 3:
             self._camera_message(levels[0], levels[1], levels[2], payload)
+        else:
+            return
+        with self._lock:
+            view = self._sites.get(levels[0])
+            if view is not None:
+                view.messages += 1
+                view.message_bytes += len(payload)
 
     def _camera_message(self, site: str, camera: str, what: str, payload: bytes) -> None:
         value: Any
