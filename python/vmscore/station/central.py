@@ -408,8 +408,8 @@ class Central:
             out: dict[str, Any] = dict(self._stats)
             out["sites"] = len(self._sites)
             out["catching_up"] = sorted(self._catching_up)
+            out["applied_seq"] = dict(self._applied)
         out["connected"] = self.connected
-        out["applied_seq"] = dict(self._applied)
         return out
 
     # -- commands --------------------------------------------------------------------------------
@@ -706,7 +706,9 @@ class Central:
                 self._set_applied(station, seq)
 
     def _set_applied(self, station: str, seq: int) -> None:
-        self._applied[station] = seq
+        """On the worker (the only writer of _applied; readers elsewhere copy it under _lock)."""
+        with self._lock:
+            self._applied[station] = seq
         with self._db_lock, self._db:
             self._db.execute(
                 "INSERT INTO remote_station (name, applied_seq) VALUES (?, ?)"
@@ -766,7 +768,7 @@ class Central:
             if station in self._catching_up or self._stopping:
                 return
             self._catching_up.add(station)
-        since = self._applied.get(station, 0)
+            since = self._applied.get(station, 0)
         try:
             self._pool.submit(self._fetch, remote, since)
         except RuntimeError:  # shut down
