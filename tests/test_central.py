@@ -82,6 +82,30 @@ def newest_alarm(client: httpx.Client) -> dict[str, Any]:
     return alarm
 
 
+def central_document(
+    home: Path, name: str, topo: BridgedSites, sites: dict[str, dict[str, Any]]
+) -> dict[str, Any]:
+    """A central station's configuration: no cameras, the central broker, the three sites'
+    stations with their tokens."""
+    doc = document(home, [], sites=[], rules=[])
+    doc["sites"] = []
+    doc["station"]["name"] = name
+    doc["station"]["role"] = "central"
+    doc["central"] = {
+        "mqtt": {
+            "host": "127.0.0.1",
+            "port": topo.central.port,
+            "username": CENTRAL_USER,
+            "password": topo.central.central_password,
+        },
+        "stations": [
+            {"name": f"{s}-st1", "url": sites[s]["base"], "token": sites[s]["token"]} for s in SITES
+        ],
+        "catch_up_s": 1,
+    }
+    return doc
+
+
 @pytest.fixture(scope="module")
 def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
     t0 = time.monotonic()
@@ -139,24 +163,7 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
             base = stack.enter_context(http_server(station))
             token = station.users.create_token("central-link", "central station")
             sites[s] = {"station": station, "base": base, "token": token}
-        home = root / "central"
-        cdoc = document(home, [], sites=[], rules=[])
-        cdoc["sites"] = []
-        cdoc["station"]["name"] = "central"
-        cdoc["station"]["role"] = "central"
-        cdoc["central"] = {
-            "mqtt": {
-                "host": "127.0.0.1",
-                "port": topo.central.port,
-                "username": CENTRAL_USER,
-                "password": topo.central.central_password,
-            },
-            "stations": [
-                {"name": f"{s}-st1", "url": sites[s]["base"], "token": sites[s]["token"]}
-                for s in SITES
-            ],
-            "catch_up_s": 1,
-        }
+        cdoc = central_document(root / "central", "central", topo, sites)
         central = Station(cdoc)
         stack.callback(central.close)
         cbase = stack.enter_context(http_server(central))
@@ -654,6 +661,41 @@ def test_central_overview_alarms_and_playback_in_the_browser(world: dict[str, An
         finally:
             page.close()
     report(f"central browser test: {time.monotonic() - t0:.1f} s")
+
+
+def test_a_restarted_central_station_gets_what_was_sent_meanwhile(
+    world: dict[str, Any], tmp_path: Path
+) -> None:
+    """A second central station (its own session at the central broker) stops; an alarm is
+    raised at north meanwhile; started again on the same data directory, it has the alarm,
+    delivered by its broker session (not only fetched), and once."""
+    north = world["clients"]["north"]
+    doc = central_document(tmp_path, "central-b", world["topo"], world["sites"])
+    through = north.get("/api/alarm-changes", params={"since": 0}).json()["through"]
+    first = Station(doc)
+    try:
+        assert first.central is not None and first.central.wait_connected(10)
+        wait_for(
+            lambda: first.central.stats()["applied_seq"].get("north-st1", 0) >= through,  # type: ignore[union-attr]
+            10,
+            "the second central station up to date",
+        )
+    finally:
+        first.close()
+    for a in north.get("/api/alarms", params={"state": ["new", "in_progress"]}).json():
+        assert north.post(f"/api/alarms/{a['id']}/close", json={}).status_code == 200
+    panic(north, "smoke")
+    raised = wait_for(lambda: (a := newest_alarm(north))["state"] == "new" and a, 5, "the alarm")
+    again = Station(doc)
+    try:
+        cc = again.central
+        assert cc is not None
+        wait_for(lambda: cc.alarm("north-st1", raised["id"]), 15, "the alarm after the restart")
+        wait_for(lambda: cc.stats()["alarm_changes"] > 0, 10, "the session's queued messages")
+        rows = [a for a in cc.alarms(limit=1000) if a["station"] == "north-st1"]
+        assert [a["id"] for a in rows].count(raised["id"]) == 1
+    finally:
+        again.close()
 
 
 def test_role_needs_a_central_section(tmp_path: Path) -> None:
