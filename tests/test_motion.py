@@ -280,8 +280,9 @@ def test_an_object_is_found_with_its_box_zone_and_grid_after_its_persistence() -
     for i in range(5):
         r = det.process(with_square(next(frames), 40 + 2 * i, 60, 24), t + i / 5)
         hits.append([z.hit for z in r.zones])
-    # The temporal filter confirms a pixel in its second frame; then "left" needs 3 in a row.
-    assert [h[0] for h in hits] == [False, False, False, True, True]
+    # A square this large and compact counts from its first frame (the temporal filter would
+    # confirm its pixels only in the second); "left" needs 3 frames in a row.
+    assert [h[0] for h in hits] == [False, False, True, True, True]
     assert not any(h[1] for h in hits)
     assert r.motion and r.suppressed == ""
     blob = r.blobs[0]
@@ -291,6 +292,28 @@ def test_an_object_is_found_with_its_box_zone_and_grid_after_its_persistence() -
     cells = grid_cells(r.grid)
     assert cells and all(1 <= c <= 3 and 5 <= row <= 7 for c, row in cells)
     assert 0 < r.score < 0.02
+
+
+def test_a_runner_faster_than_the_temporal_filter_is_found_but_scattered_drops_are_not() -> None:
+    """A narrow object that jumps further than the temporal filter's two pixels between frames
+    (a runner at 5 analysed frames a second) is found; thin streaks landing somewhere else every
+    frame (rain), as many pixels in all, are not."""
+    det, frames, t = learnt()
+    found = []
+    for i in range(6):
+        frame = next(frames).copy()
+        frame[60:90, 20 + 15 * i : 28 + 15 * i] = 230  # 8 x 30, 15 pixels further each frame
+        found.append(det.process(frame, t + i / 5).motion)
+    assert found[1:] == [True] * 5, found
+    det, frames, t = learnt()
+    rng = np.random.default_rng(7)
+    for i in range(10):
+        frame = next(frames).copy()
+        for _ in range(60):  # 60 streaks of 1 x 5: 300 pixels, like the runner's 240
+            x, y = int(rng.integers(0, 319)), int(rng.integers(0, 170))
+            frame[y : y + 5, x] = 230
+        r = det.process(frame, t + i / 5)
+        assert not r.motion and not r.blobs, (i, [(b.x, b.y, b.width, b.height) for b in r.blobs])
 
 
 def test_a_mask_hides_motion_and_small_blobs_do_not_count() -> None:

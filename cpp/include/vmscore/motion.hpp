@@ -138,7 +138,8 @@ class Detector {
   void follow_gain();
   bool estimate_shake(int& dx, int& dy);
   void shifted_mask(int dx, int dy);
-  std::size_t label();
+  std::size_t label(const std::uint8_t* mask, const std::uint8_t* rows = nullptr);
+  void rescue_large_blobs(std::size_t removed);
   bool illumination_like(const Stats& s) const;
   void tamper_checks(double dt);
   double structure_similarity() const;
@@ -154,7 +155,7 @@ class Detector {
   int sample_step_ = 1;
 
   std::vector<std::uint8_t> cur_, prev_, bg8_, lo_, hi_, thr_, raw_, prev_raw_, tmp_, clean_,
-      prev_clean_, activity_, age_, zeros_, klass_, coarse_, scratch_;
+      prev_clean_, activity_, age_, zeros_, klass_, coarse_, scratch_, gone_, gone_rows_;
   std::vector<std::uint16_t> ref_;  // long-term reference of the coarse image, 8.8 fixed point
   std::vector<std::uint16_t> bg_, acc_;
   std::vector<std::uint8_t> flicker_rows_, age_rows_;  // rows with state to update (1) or none (0)

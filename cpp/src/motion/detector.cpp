@@ -46,6 +46,17 @@ bool any_nonzero(const std::uint8_t* __restrict p, std::size_t n) {
 
 // Per-pixel bookkeeping loops, written for the compiler's vectoriser: restrict pointers, a local
 // count, byte arithmetic only (a byte store could otherwise alias the detector's own members).
+// dst = a & ~b (masks of 0 / 255); returns the number of set bytes of dst.
+std::size_t and_not_into(std::uint8_t* __restrict dst, const std::uint8_t* __restrict a,
+                         const std::uint8_t* __restrict b, std::size_t n) {
+  std::size_t c = 0;
+  for (std::size_t i = 0; i < n; ++i) {
+    dst[i] = static_cast<std::uint8_t>(a[i] & ~b[i]);
+    c += dst[i] >> 7;
+  }
+  return c;
+}
+
 void and_into(std::uint8_t* __restrict dst, const std::uint8_t* __restrict a, const std::uint8_t* __restrict b,
               std::size_t n) {
   for (std::size_t i = 0; i < n; ++i) dst[i] = a[i] & b[i];
@@ -82,9 +93,10 @@ Detector::Detector(int width, int height, Config config)
   ch_ = ah_ / cf_;
 
   for (auto* v : {&cur_, &prev_, &bg8_, &lo_, &hi_, &thr_, &raw_, &prev_raw_, &tmp_, &clean_, &prev_clean_,
-                  &activity_, &age_, &zeros_, &klass_})
+                  &activity_, &age_, &zeros_, &klass_, &gone_})
     v->assign(n_, 0);
   coarse_.assign(static_cast<std::size_t>(cw_) * static_cast<std::size_t>(ch_), 0);
+  gone_rows_.assign(static_cast<std::size_t>(ah_), 0);
   ref_.assign(coarse_.size(), 0);
   scratch_.assign(2 * static_cast<std::size_t>(std::max(aw_, cw_)) + 64, 0);
   bg_.assign(n_, 0);
@@ -348,9 +360,10 @@ void Detector::shifted_mask(int dx, int dy) {
   }
 }
 
-std::size_t Detector::label() {
-  // Runs of 255 in clean_, 8-connected through overlapping runs of the previous row, merged with
-  // union-find; returns the number of runs (stats_ holds the stats of every root).
+std::size_t Detector::label(const std::uint8_t* mask, const std::uint8_t* rows) {
+  // Runs of 255 in mask, 8-connected through overlapping runs of the previous row, merged with
+  // union-find; returns the number of runs (stats_ holds the stats of every root). `rows`, when
+  // given, marks the rows that may hold something: the others are not read.
   runs_.clear();
   auto find = [&](int i) {
     while (runs_[static_cast<std::size_t>(i)].parent != i) {
@@ -362,8 +375,15 @@ std::size_t Detector::label() {
   };
   std::size_t prev_begin = 0, prev_end = 0;
   for (int y = 0; y < ah_; ++y) {
-    const std::uint8_t* row = clean_.data() + static_cast<std::size_t>(y) * static_cast<std::size_t>(aw_);
+    const std::uint8_t* row = mask + static_cast<std::size_t>(y) * static_cast<std::size_t>(aw_);
     const std::size_t begin = runs_.size();
+    if (rows != nullptr && !rows[y]) {
+      prev_begin = prev_end = begin;
+      continue;
+    }
+    // Runs of a row are in x order, so the previous row's runs that touch this one are found by
+    // a cursor that only moves forward: linear in the runs, however many a noisy row has.
+    std::size_t cursor = prev_begin;
     int x = 0;
     while (x < aw_) {
       // Skip zero bytes eight at a time.
@@ -380,9 +400,10 @@ std::size_t Detector::label() {
       if (runs_.size() == max_runs_) return max_runs_ + 1;
       const int id = static_cast<int>(runs_.size());
       runs_.push_back({y, x0, x, id});
-      for (std::size_t p = prev_begin; p < prev_end; ++p) {
-        const Run& r = runs_[p];
-        if (r.x1 < x0 || r.x0 > x) continue;  // 8-connected: touching diagonally counts
+      while (cursor < prev_end && runs_[cursor].x1 < x0) ++cursor;
+      // 8-connected: touching diagonally counts ([r.x0, r.x1) touches [x0, x) if r.x1 >= x0 and
+      // r.x0 <= x). The last run touched may touch the next run of this row too: not passed.
+      for (std::size_t p = cursor; p < prev_end && runs_[p].x0 <= x; ++p) {
         const int a = find(static_cast<int>(p)), b = find(id);
         if (a != b) runs_[static_cast<std::size_t>(std::max(a, b))].parent = std::min(a, b);
       }
@@ -405,6 +426,36 @@ std::size_t Detector::label() {
     s.sy += static_cast<std::int64_t>(len) * r.y;
   }
   return runs_.size();
+}
+
+void Detector::rescue_large_blobs(std::size_t removed) {
+  // The temporal filter keeps only what is near a change of the previous frame: raindrops and
+  // snowflakes land somewhere else every frame. A person running across the view moves further
+  // than that between analysed frames too (a runner 7 analysis pixels wide moves 12), and would
+  // lose most of its silhouette. What the filter took away (gone_) is labelled: a component that
+  // is large, at least 3 pixels wide and tall and fills a third of its box is an object, not
+  // weather (drops are thin streaks or specks; many of them merge into a sparse cloud at most),
+  // and is put back into the filtered mask (tmp_). A change that stays where it is (the edge of
+  // a lamp's pool of light) passed the filter anyway and is not in gone_.
+  int min_px = 1 << 30;
+  for (const auto& z : zones_) min_px = std::min(min_px, z.min_area_px);
+  if (zones_.empty()) return;
+  const int large = 2 * min_px;
+  if (removed < static_cast<std::size_t>(large)) return;
+  // Larger than a twentieth of the view, a sudden change is a light, which the blob stage must
+  // see as the filter leaves it (a person that big overlaps its previous place anyway).
+  const int huge = static_cast<int>(n_ / 20);
+  const std::size_t nruns = label(gone_.data(), gone_rows_.data());
+  if (nruns > max_runs_) return;  // a mask of noise: the checks after the filter deal with it
+  const std::size_t w = static_cast<std::size_t>(aw_);
+  for (std::size_t i = 0; i < nruns; ++i) {
+    const Run& r = runs_[i];
+    const Stats& s = stats_[static_cast<std::size_t>(r.parent)];
+    const int bw = s.x1 - s.x0, bh = s.y1 - s.y0;
+    if (s.area < large || s.area > huge || bw < 3 || bh < 3 || 3 * s.area < bw * bh) continue;
+    std::memset(tmp_.data() + static_cast<std::size_t>(r.y) * w + static_cast<std::size_t>(r.x0), 255,
+                static_cast<std::size_t>(r.x1 - r.x0));
+  }
 }
 
 void Detector::adopt_reference() {
@@ -712,8 +763,10 @@ const Result& Detector::process(const std::uint8_t* plane, std::ptrdiff_t stride
     // between analysed frames, a raindrop much further). Row by row, only where this frame
     // changed: two 3x3 dilations of the window of rows y-2..y+2, each exact on its inner rows.
     const std::size_t w = static_cast<std::size_t>(aw_);
+    std::size_t removed = 0;  // pixels the filter took away, marked in gone_
     for (int y = 0; y < ah_; ++y) {
       const std::size_t row = static_cast<std::size_t>(y) * w;
+      gone_rows_[static_cast<std::size_t>(y)] = 0;
       if (!any_nonzero(raw_.data() + row, w)) {
         std::memset(tmp_.data() + row, 0, w);
         continue;
@@ -727,7 +780,11 @@ const Result& Detector::process(const std::uint8_t* plane, std::ptrdiff_t stride
       k_.minmax3x3(once + static_cast<std::size_t>(top1 - top) * w, aw_, bottom1 - top1, nullptr, twice,
                    scratch_.data());
       and_into(tmp_.data() + row, raw_.data() + row, twice + static_cast<std::size_t>(y - top1) * w, w);
+      const std::size_t gone = and_not_into(gone_.data() + row, raw_.data() + row, tmp_.data() + row, w);
+      gone_rows_[static_cast<std::size_t>(y)] = gone != 0;
+      removed += gone;
     }
+    rescue_large_blobs(removed);
     std::swap(prev_raw_, raw_);
     std::swap(raw_, tmp_);
   } else {
@@ -756,7 +813,7 @@ const Result& Detector::process(const std::uint8_t* plane, std::ptrdiff_t stride
     std::copy(clean_.begin(), clean_.end(), prev_clean_.begin());
   }
 
-  const std::size_t nruns = label();
+  const std::size_t nruns = label(clean_.data());
   if (nruns > max_runs_) {
     res_.suppressed = "global_change";  // a mask of noise: the view changed as a whole
     rebaseline();
@@ -775,6 +832,9 @@ const Result& Detector::process(const std::uint8_t* plane, std::ptrdiff_t stride
     if (runs_[i].parent != static_cast<int>(i)) continue;
     const Stats& s = stats_[i];
     if (s.area < min_px) continue;
+    // One analysis pixel thick: the edge of a line that moved a little (a kerb or a parking
+    // bay's marking after the camera shook), not a person or a vehicle.
+    if (s.y1 - s.y0 < 2 || s.x1 - s.x0 < 2) continue;
     if (illumination_like(s)) {
       light = true;
       blob_of_root_[i] = -2;
