@@ -213,9 +213,20 @@ def test_intrusion_alarm_is_handled_in_the_alarm_manager(world: dict[str, Any]) 
             timeout=40,
             what="the alarm's clip to load",
         )
-        page.page.click("video.alarm-clip")  # the operator presses play
-        page.js("() => document.querySelector('video.alarm-clip').play()")
-        wait_for(video_advances(page, "video.alarm-clip", 1.0), 10, "the alarm's clip to play")
+        # The operator plays it from the start. (The clip may be a few seconds long, still being
+        # recorded: its playback can end before a play() promise settles, which rejects it.)
+        page.js(
+            "() => { const v = document.querySelector('video.alarm-clip'); v.currentTime = 0;"
+            " return v.play().then(() => 'playing', (e) => e.name); }"
+        )
+        wait_for(
+            lambda: page.js(
+                "() => { const v = document.querySelector('video.alarm-clip');"
+                " return v.currentTime >= 1.0 || (v.ended && v.currentTime > 0.5); }"
+            ),
+            10,
+            "the alarm's clip to play",
+        )
         # Closed with a comment and a category.
         page.page.click(".alarm-detail [data-action='close']")
         page.page.select_option("dialog[open] select[name='category']", "False alarm")

@@ -81,7 +81,10 @@ def main() -> int:
     for name, launch in launches.items():
         factory = GstRtspServer.RTSPMediaFactory()
         factory.set_launch(f"( {launch} )")
-        factory.set_shared(True)
+        # Shared media serve every client from one pipeline. Not for the audio mounts: a client
+        # that sets up only the video track there leaves the shared media without a running
+        # audio stream, and GStreamer then answers the next client's DESCRIBE with 503.
+        factory.set_shared(name not in ("h264-aac", "h264-pcmu"))
         factory.set_protocols(GstRtsp.RTSPLowerTrans.TCP | GstRtsp.RTSPLowerTrans.UDP)
         mounts.add_factory(f"/{name}", factory)
     if server.attach(None) == 0:
