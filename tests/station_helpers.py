@@ -219,18 +219,30 @@ class EventStream:
         finally:
             self._open.set()
 
-    def alarms(self, **match: Any) -> list[tuple[dict[str, Any], str | None]]:
-        """Alarm changes whose alarm has every field of ``match`` (``type`` matches the change)."""
+    def _alarm_changes(
+        self, match: dict[str, Any]
+    ) -> list[tuple[float, dict[str, Any], str | None]]:
+        """(arrival time, change, id) of the alarm changes whose alarm has every field of
+        ``match`` (``type`` matches the change)."""
         out = []
-        for ev, data, eid in list(self.items):
+        fields = {k: v for k, v in match.items() if k != "type"}
+        for t, (ev, data, eid) in zip(list(self.arrived), list(self.items), strict=False):
             if ev != "alarm":
                 continue
-            fields = {k: v for k, v in match.items() if k != "type"}
             if "type" in match and data["type"] != match["type"]:
                 continue
             if all(data["alarm"].get(k) == v for k, v in fields.items()):
-                out.append((data, eid))
+                out.append((t, data, eid))
         return out
+
+    def alarms(self, **match: Any) -> list[tuple[dict[str, Any], str | None]]:
+        """Alarm changes whose alarm has every field of ``match`` (``type`` matches the change),
+        with their event ids."""
+        return [(data, eid) for _, data, eid in self._alarm_changes(match)]
+
+    def timed_alarms(self, **match: Any) -> list[tuple[float, dict[str, Any]]]:
+        """The same changes with the wall time each arrived."""
+        return [(t, data) for t, data, _ in self._alarm_changes(match)]
 
     def close(self) -> None:
         """Hangs up, so the server sees the disconnect and drops its subscription. (Closing the

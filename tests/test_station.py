@@ -7,17 +7,14 @@ closes."""
 from __future__ import annotations
 
 import contextlib
-import json
-import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import httpx
 import pytest
 
-from station_helpers import clip, document, http_server, login, wait_for, zones_of
+from station_helpers import EventStream, clip, document, http_server, login, wait_for, zones_of
 from vmscore.sim import CameraServer
 from vmscore.station.station import Station
 
@@ -35,56 +32,6 @@ def clips(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
         "lights": clip(root, "lights", 1),
         "rain": clip(root, "rain-empty", 1),
     }
-
-
-class EventStream:
-    """Reads the station's server-sent events on a thread; keeps (arrival time, event, data)."""
-
-    def __init__(self, client: httpx.Client) -> None:
-        self.items: list[tuple[float, str, dict[str, Any], str | None]] = []
-        self._client = client
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True)
-        self._thread.start()
-
-    def _run(self) -> None:
-        event, data, eid = "message", "", None
-        try:
-            with self._client.stream("GET", "/api/events", timeout=None) as r:
-                assert r.status_code == 200
-                for line in r.iter_lines():
-                    if self._stop.is_set():
-                        return
-                    if line.startswith("event: "):
-                        event = line[7:]
-                    elif line.startswith("data: "):
-                        data = line[6:]
-                    elif line.startswith("id: "):
-                        eid = line[4:]
-                    elif line == "" and data:
-                        self.items.append((time.time(), event, json.loads(data), eid))
-                        event, data, eid = "message", "", None
-        except (httpx.HTTPError, RuntimeError):
-            return
-
-    def alarms(self, **match: Any) -> list[tuple[float, dict[str, Any]]]:
-        out = []
-        for t, ev, data, _ in list(self.items):
-            if ev != "alarm":
-                continue
-            a = data["alarm"]
-            if all(a.get(k) == v for k, v in match.items()) or (
-                "type" in match
-                and data["type"] == match["type"]
-                and all(a.get(k) == v for k, v in match.items() if k != "type")
-            ):
-                out.append((t, data))
-        return out
-
-    def close(self) -> None:
-        self._stop.set()
-        self._client.close()
-        self._thread.join(timeout=5)
 
 
 @pytest.fixture
@@ -145,13 +92,15 @@ def test_intrusion_alarm_workflow_offline_and_nuisances(station_world: dict[str,
         wait_for(lambda: station.camera_state("gym").online, 10, "gym online")
         cs.remove_camera("gym")
         t_kill = time.time()
-        offline = wait_for(lambda: events.alarms(camera="gym", type="new"), 10, "offline alarm")
+        offline = wait_for(
+            lambda: events.timed_alarms(camera="gym", type="new"), 10, "offline alarm"
+        )
         t_alarm, data = offline[0]
         assert data["alarm"]["rule"] == "offline" and data["alarm"]["category"] == "Technical"
         assert t_alarm - t_kill < 3 + 3, "offline alarm later than offline_after_s + 3 s"
         cs.add_camera("gym", station_world["clips"]["lights"].directory)
         closed = wait_for(
-            lambda: [a for _, a in events.alarms(camera="gym") if a["type"] == "end"],
+            lambda: [a for _, a in events.timed_alarms(camera="gym") if a["type"] == "end"],
             20,
             "offline alarm closed on return",
         )
@@ -161,10 +110,10 @@ def test_intrusion_alarm_workflow_offline_and_nuisances(station_world: dict[str,
 
         # -- the intruder ------------------------------------------------------------------------
         assert time.time() < enter_wall - 1, "setup took too long for the scripted intrusion"
-        early = [a for _, a in events.alarms(camera="yard")]
+        early = [a for _, a in events.timed_alarms(camera="yard")]
         assert early == [], f"alarm before the intruder entered the zone: {early}"
         found = wait_for(
-            lambda: events.alarms(camera="yard", type="new"),
+            lambda: events.timed_alarms(camera="yard", type="new"),
             enter_wall - time.time() + 4,
             "intrusion alarm",
         )
@@ -205,7 +154,7 @@ def test_intrusion_alarm_workflow_offline_and_nuisances(station_world: dict[str,
         wait_for(
             lambda: any(
                 ev == "motion" and d["kind"] == "motion_end" and d["camera"] == "yard"
-                for _, ev, d, _ in events.items
+                for ev, d, _ in list(events.items)
             ),
             20,
             "end of the intrusion",
@@ -230,7 +179,9 @@ def test_intrusion_alarm_workflow_offline_and_nuisances(station_world: dict[str,
         assert mp4.status_code == 200 and mp4.content[4:8] == b"ftyp"
 
         # -- nothing from the light switches and the rain ----------------------------------------
-        quiet = [a for _, a in events.alarms() if a["alarm"]["camera"] in ("hall", "rainyard")]
+        quiet = [
+            a for _, a in events.timed_alarms() if a["alarm"]["camera"] in ("hall", "rainyard")
+        ]
         assert quiet == [], quiet
         health = op.get("/api/health").json()
         by = {c["camera"]: c for c in health["cameras"]}
