@@ -6,11 +6,13 @@
 //   fused difference   distance outside the range > per-pixel threshold -> raw mask, count
 //   global change      most of the image changed: re-baseline (lights, IR switch, camera turned)
 //   camera shake       a shift of the whole image found by SAD search: compared shifted instead
-//   temporal filter    changed now and near a pixel changed in the previous frame (rain, snow)
+//   temporal filter    changed now and near a pixel changed in the previous frame (rain, snow);
+//                      large compact components it took away are put back (a fast runner)
 //   despeckle          3x3 opening
 //   flicker filter     pixels that keep switching on for a moment are ignored (leaves, flags)
-//   blobs              run-based connected components; a blob that correlates with the
-//                      background (same texture, other brightness) is light, not an object
+//   blobs              run-based connected components, none one pixel thick; a blob that
+//                      correlates with the background (same texture, other brightness) is
+//                      light, not an object
 //   zones              per-zone minimum area, changed fraction and persistence
 //   background update  selective running average; changed pixels that stay still are absorbed
 //   tamper             darkness, glare, cover, defocus (sharpness against the camera's own
